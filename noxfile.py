@@ -1,0 +1,58 @@
+"""Developer sessions: `nox -l` lists them; `nox` runs tests and lint."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+# torch comes as the CPU-capable wheel pinned here; CI machines cache it locally.
+TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
+
+
+def _install(session: nox.Session) -> None:
+    session.install(*TORCH)
+    session.install("-e", ".[dev]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the default test suite (fast; excludes tests marked slow)."""
+    _install(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """Run the slow tests: training to an IoU, resume after a kill, distributed training."""
+    _install(session)
+    session.run("pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Lint with ruff."""
+    session.install("ruff")
+    session.run("ruff", "check", "sera_cli", "plugins", "tests", "bench", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-check the package with mypy."""
+    _install(session)
+    session.run("mypy", "sera_cli")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Print speed, memory and expert-cost figures (writes bench/results/*.json)."""
+    _install(session)
+    session.run("python", "bench/run_all.py", *session.posargs)
+
+
+@nox.session(default=False)
+def demo(session: nox.Session) -> None:
+    """Run `sera demo`: synthesize data, train the tiny model, evaluate, predict, report."""
+    _install(session)
+    session.run("sera", "demo", *session.posargs)

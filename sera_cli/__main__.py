@@ -1,0 +1,3 @@
+from sera_cli.cli.main import run
+
+run()

@@ -1,0 +1,109 @@
+"""``sera experts list`` and ``sera routers list``: what the installed plugins provide."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="Experts registered by plugins.", no_args_is_help=True)
+routers_app = typer.Typer(help="Routers registered by plugins.", no_args_is_help=True)
+
+# Widths at which parameters are counted: sera-b's adapter and fusion widths.
+REFERENCE_WIDTH = {"adapter": 128, "fusion": 512}
+ROUTER_REFERENCE = (512, 4, 2)  # channels, experts, top-k
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _count(build: Any) -> int | str:
+    """Trainable parameters of a freshly built module; a factory that raises is reported."""
+    try:
+        module = build()
+    except Exception as exc:
+        return f"error: {type(exc).__name__}: {exc}"
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def _problems(registry: Any) -> dict[str, list[Any]]:
+    return {
+        "broken": [{"plugin": p.name, "source": p.source, "error": p.error}
+                   for p in registry.plugins.values() if p.error],
+        "conflicts": sorted(registry.conflicts.values()),
+    }
+
+
+def _print_table(title: str, columns: list[str], rows: list[list[str]],
+                 problems: dict[str, list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for broken in problems["broken"]:
+        console.print(f"[red]broken plugin[/red] {broken['source']}: {broken['error']}")
+    for conflict in problems["conflicts"]:
+        console.print(f"[red]conflict[/red] {conflict}")
+
+
+@app.command("list")
+def list_experts(as_json: JsonOption = False) -> None:
+    """List every registered expert: name, stage, plugin, parameters, description."""
+    from sera_cli.registry import default_registry
+
+    registry = default_registry()
+    rows = []
+    for (stage, name), spec in sorted(registry.experts.items()):
+        info = registry.plugins[spec.plugin]
+        rows.append({
+            "name": name, "stage": stage, "plugin": info.name,
+            "distribution": info.distribution, "version": info.version,
+            "params": _count(lambda spec=spec, stage=stage: spec.build(REFERENCE_WIDTH[stage])),
+            "reference_width": REFERENCE_WIDTH[stage], "description": spec.description,
+        })
+    problems = _problems(registry)
+    if as_json:
+        routers = [{"name": s.name, "plugin": s.plugin, "sparse": s.sparse}
+                   for s in registry.routers.values()]
+        typer.echo(json.dumps({"experts": rows, "routers": routers, **problems}, indent=2))
+        return
+    _print_table(
+        "sera experts", ["name", "stage", "plugin", "params (width)", "description"],
+        [[r["name"], r["stage"], registry.plugins[r["plugin"]].source,
+          f"{r['params']:,} ({r['reference_width']})" if isinstance(r["params"], int)
+          else str(r["params"]), r["description"]] for r in rows],
+        problems)
+
+
+@routers_app.command("list")
+def list_routers(as_json: JsonOption = False) -> None:
+    """List every registered router: name, kind, plugin, parameters, description."""
+    from sera_cli.registry import default_registry
+
+    registry = default_registry()
+    rows = []
+    for name, spec in sorted(registry.routers.items()):
+        info = registry.plugins[spec.plugin]
+        rows.append({
+            "name": name, "sparse": spec.sparse, "plugin": info.name,
+            "distribution": info.distribution, "version": info.version,
+            "params": _count(lambda spec=spec: spec.build(*ROUTER_REFERENCE)),
+            "description": spec.description,
+        })
+    problems = _problems(registry)
+    if as_json:
+        typer.echo(json.dumps({"routers": rows, **problems}, indent=2))
+        return
+    _print_table(
+        "sera routers", ["name", "kind", "plugin", "params", "description"],
+        [[r["name"], "sparse top-k" if r["sparse"] else "dense",
+          registry.plugins[r["plugin"]].source,
+          f"{r['params']:,}" if isinstance(r["params"], int) else str(r["params"]),
+          r["description"]] for r in rows],
+        problems)

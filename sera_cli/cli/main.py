@@ -1,0 +1,75 @@
+"""``sera``: the top-level Typer app. Imports nothing heavy: each command imports what it needs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from sera_cli import __version__
+from sera_cli.cli import experts
+from sera_cli.errors import SeraError
+
+ENV_DEBUG = "SERA_DEBUG"
+
+
+class SeraGroup(TyperGroup):
+    """Turns a SeraError raised anywhere below into one line on stderr and exit code 1;
+    ``--debug`` (or SERA_DEBUG=1) keeps the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SeraError as exc:
+            if os.environ.get(ENV_DEBUG):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            raise click.exceptions.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=SeraGroup,
+    name="sera",
+    help="Referring image segmentation with spatio-semantic expert routing (SERA, CVPR 2025).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(experts.app, name="experts")
+app.add_typer(experts.routers_app, name="routers")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sera {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    plugin: Annotated[list[str] | None, typer.Option(
+        "--plugin", "-p", metavar="MODULE",
+        help="Load a plugin module without installing it (repeatable), as pytest -p does.")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")
+                     ] = False,
+) -> None:
+    """Train, evaluate and apply SERA; experts and routers come from plugins."""
+    if debug:
+        os.environ[ENV_DEBUG] = "1"
+    if plugin:
+        from sera_cli.registry import ENV_PLUGINS, default_registry, env_modules
+
+        os.environ[ENV_PLUGINS] = ",".join(env_modules() + list(plugin))
+        default_registry.cache_clear()
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    app(args=argv if argv is not None else sys.argv[1:], prog_name="sera")

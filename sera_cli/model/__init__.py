@@ -1,0 +1,1 @@
+"""The SERA model: backbones, SERA-Adapter, neck, SERA-Fusion, decoder and losses."""

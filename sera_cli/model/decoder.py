@@ -1,0 +1,74 @@
+"""The decoder (transformer over positions, attending to words) and the text-to-pixel projector
+that turns the sentence into a dynamic 3x3 kernel producing the mask logits."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sera_cli.model.neck import sine_positions
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm: self-attention over positions, cross-attention to words, feed-forward."""
+
+    def __init__(self, dim: int, heads: int, ffn: int) -> None:
+        super().__init__()
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(3))
+        self.self_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.GELU(), nn.Linear(ffn, dim))
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, words: torch.Tensor,
+                pad_mask: torch.Tensor) -> torch.Tensor:
+        q = self.norms[0](x) + pos
+        x = x + self.self_attn(q, q, self.norms[0](x), need_weights=False)[0]
+        x = x + self.cross_attn(self.norms[1](x) + pos, words, words, key_padding_mask=pad_mask,
+                                need_weights=False)[0]
+        return x + self.ffn(self.norms[2](x))
+
+
+class Decoder(nn.Module):
+    """(B, D, H, W) map and (B, L, D) words -> (B, D, H, W)."""
+
+    def __init__(self, dim: int, heads: int, ffn: int, layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(DecoderLayer(dim, heads, ffn) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, words: torch.Tensor,
+                pad_mask: torch.Tensor) -> torch.Tensor:
+        b, d, h, w = x.shape
+        pos = sine_positions(h, w, d, x.device, x.dtype)
+        tokens = x.flatten(2).transpose(1, 2)  # (B, D, H, W) -> (B, HW, D)
+        for layer in self.layers:
+            tokens = layer(tokens, pos, words, pad_mask)
+        return self.norm(tokens).transpose(1, 2).reshape(b, d, h, w)
+
+
+def _up(in_dim: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                         nn.Conv2d(in_dim, out_dim, 3, padding=1), nn.BatchNorm2d(out_dim),
+                         nn.GELU())
+
+
+class Projector(nn.Module):
+    """Two x2 upsamplings, then a per-sample 3x3 kernel predicted from the sentence feature:
+    (B, D, H, W), (B, S) -> (B, 1, 4H, 4W) logits."""
+
+    def __init__(self, dim: int, sentence_dim: int) -> None:
+        super().__init__()
+        self.channels = dim // 2
+        self.visual = nn.Sequential(_up(dim, dim), _up(dim, self.channels),
+                                    nn.Conv2d(self.channels, self.channels, 1))
+        self.kernel = nn.Linear(sentence_dim, self.channels * 9 + 1)
+
+    def forward(self, x: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        x = self.visual(x)  # (B, C, 4H, 4W)
+        b, c, h, w = x.shape
+        params = self.kernel(sentence)  # (B, C*9 + 1)
+        weight = params[:, :-1].reshape(b, c, 3, 3)
+        # One group per sample: sample i is convolved with its own kernel.
+        out = F.conv2d(x.reshape(1, b * c, h, w), weight, bias=params[:, -1], padding=1, groups=b)
+        return out.reshape(b, 1, h, w)

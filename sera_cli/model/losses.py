@@ -1,0 +1,40 @@
+"""Training objective: mask BCE (+ optional Dice) and the routing regularizers of every router."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sera_cli.config import LossConfig
+from sera_cli.model.routing import Routing, assignment_loss, load_balance_loss, z_loss
+from sera_cli.model.sera import SeraOutput
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    prob = torch.sigmoid(logits).flatten(1)
+    target = target.flatten(1)
+    inter = (prob * target).sum(1)
+    return (1 - (2 * inter + eps) / (prob.sum(1) + target.sum(1) + eps)).mean()
+
+
+def routing_losses(routings: dict[str, Routing]) -> dict[str, torch.Tensor]:
+    """Each regularizer summed over routers (zero when the model has none)."""
+    zero = torch.zeros(())
+    parts = {"z": zero, "balance": zero, "assignment": zero}
+    for r in routings.values():
+        parts = {"z": parts["z"] + z_loss(r), "balance": parts["balance"] + load_balance_loss(r),
+                 "assignment": parts["assignment"] + assignment_loss(r)}
+    return parts
+
+
+def sera_loss(output: SeraOutput, mask: torch.Tensor,
+              weights: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """mask: (B, S, S) letterboxed ground truth in {0, 1}; resized to the logits' resolution."""
+    logits = output.logits.float()
+    target = F.interpolate(mask[:, None].float(), size=logits.shape[-2:], mode="nearest")
+    parts = {"bce": F.binary_cross_entropy_with_logits(logits, target)}
+    if weights.dice:
+        parts["dice"] = dice_loss(logits, target)
+    parts.update({k: v.to(logits.device) for k, v in routing_losses(output.routings).items()})
+    total = sum(getattr(weights, k) * v for k, v in parts.items())
+    return total, {k: float(v.detach()) for k, v in parts.items()}

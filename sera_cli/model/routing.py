@@ -1,0 +1,85 @@
+"""What a router returns, the routed mixture of experts, and the regularizers against collapse.
+
+Every router (soft or sparse, built-in or from a plugin) returns a ``Routing``; the regularizers
+read only that, so they apply to any router by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Routing:
+    """gates: (B, E) mixture weights, zero for unselected experts, each row sums to 1.
+    logits: (B, E) the router's raw scores (before noise), used by the z-loss."""
+
+    gates: torch.Tensor
+    logits: torch.Tensor
+
+
+def cv_squared(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Squared coefficient of variation: zero when all entries are equal, large when one
+    dominates."""
+    if x.numel() <= 1:
+        return x.new_zeros(())
+    return x.float().var(unbiased=False) / (x.float().mean() ** 2 + eps)
+
+
+def z_loss(routing: Routing) -> torch.Tensor:
+    """Mean square of the router logits: keeps them small so the softmax stays trainable."""
+    return routing.logits.float().pow(2).mean()
+
+
+def load_balance_loss(routing: Routing) -> torch.Tensor:
+    """CV^2 of the gate weight each expert receives, summed over the batch (importance)."""
+    return cv_squared(routing.gates.sum(0))
+
+
+def assignment_loss(routing: Routing) -> torch.Tensor:
+    """CV^2 of how many samples each expert receives.
+
+    The count of samples with a non-zero gate has no gradient, so the count is relaxed to the
+    softmax of the full logits (the probability that an expert would be chosen); it equals the
+    hard counts' ordering and vanishes exactly when every expert is equally likely to be picked.
+    """
+    soft_counts = torch.softmax(routing.logits.float(), dim=-1).sum(0)
+    hard_counts = (routing.gates > 0).float().sum(0)
+    # Straight-through: the value is the hard counts' CV^2, the gradient the soft counts'.
+    counts = soft_counts + (hard_counts - soft_counts).detach()
+    return cv_squared(counts)
+
+
+class RoutedExperts(nn.Module):
+    """A set of experts behind one router: out = sum_e gate_e * expert_e(x) per sample.
+
+    Experts run only on the samples that selected them, so sparse top-k routing saves compute.
+    """
+
+    def __init__(self, experts: list[nn.Module], router: nn.Module) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(experts)
+        self.router = router
+        self.last_routing: Routing | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.experts:
+            return x
+        routing: Routing = self.router(x)  # gates (B, E)
+        self.last_routing = routing
+        gates = routing.gates.to(x.dtype)
+        out = torch.zeros_like(x)
+        for e, expert in enumerate(self.experts):
+            weight = gates[:, e]
+            chosen = weight.nonzero(as_tuple=True)[0]
+            if chosen.numel() == 0:
+                continue
+            if chosen.numel() == x.shape[0]:
+                out = out + weight.view(-1, 1, 1, 1) * expert(x)
+            else:
+                contrib = weight[chosen].view(-1, 1, 1, 1) * expert(x[chosen])
+                out = out.index_add(0, chosen, contrib)
+        return out
