@@ -1,0 +1,113 @@
+"""A torch Dataset over one split of a `ReferIndex`: letterboxed image, tokens, letterboxed mask.
+
+One item is one (ref, sentence) pair, every sentence of every ref (DESIGN.md, "Metrics"). `meta(i)`
+gives what evaluation needs to put a prediction back on the original image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sera_cli.data.refer import ReferIndex, ReferSample
+from sera_cli.data.tokenize import tokenize
+from sera_cli.data.transforms import (
+    CLIP_MEAN,
+    CLIP_STD,
+    Letterbox,
+    augment_sample,
+    jitter_letterbox,
+    letterbox_image,
+    letterbox_mask,
+    normalize,
+)
+
+
+@dataclass(frozen=True)
+class SampleMeta:
+    """The sample and the (unaugmented) letterbox its item was made with."""
+
+    sample: ReferSample
+    letterbox: Letterbox
+
+
+class ReferDataset(Dataset):
+    """Items `{"image": (3,S,S) float, "words": (L,) long, "mask": (S,S) float, "index": int}`.
+
+    The image is normalized with `mean`/`std` and padded with `mean` (so the padding is 0); the
+    mask is 1 on the target and 0 elsewhere, padding included. With `augment=True` each item is
+    flipped (with left/right swapped in the sentence), colour-jittered when the sentence names no
+    colour, and shrunk/shifted inside the letterbox; `meta(i)` then still describes the plain
+    letterbox, so evaluate with `augment=False`.
+    """
+
+    def __init__(
+        self,
+        index: ReferIndex,
+        split: str,
+        image_size: int,
+        context_length: int,
+        mean: Sequence[float] = CLIP_MEAN,
+        std: Sequence[float] = CLIP_STD,
+        augment: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.index = index
+        self.split = split
+        self.samples = index.samples(split)
+        self.image_size = image_size
+        self.context_length = context_length
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation draws depend on (seed, epoch, item) only: the same in any worker, and
+        the same again when a run resumes mid-epoch."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def meta(self, i: int) -> SampleMeta:
+        """Sample i and its letterbox, from instances.json sizes (no image is decoded)."""
+        sample = self.samples[i]
+        width, height = self.index.image_size(sample)
+        return SampleMeta(sample, Letterbox.fit(width, height, self.image_size))
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        sample = self.samples[i]
+        image = self.index.image(sample)
+        mask = self.index.mask(sample)
+        sentence = sample.sentence
+        lb = None
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            image, mask, sentence = augment_sample(image, mask, sentence, rng)
+            lb = jitter_letterbox(image.width, image.height, self.image_size, rng)
+        pixels, lb = letterbox_image(image, self.image_size, lb=lb, fill=self.mean)
+        # (S, S, 3) -> (3, S, S)
+        tensor = normalize(torch.from_numpy(pixels).permute(2, 0, 1), self.mean, self.std)
+        return {
+            "image": tensor.contiguous(),
+            "words": tokenize([sentence], self.context_length)[0],
+            "mask": torch.from_numpy(letterbox_mask(mask, lb).astype(np.float32)),
+            "index": i,
+        }
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack items into `image` (B,3,S,S), `words` (B,L), `mask` (B,S,S), `index` (B,)."""
+    return {
+        "image": torch.stack([b["image"] for b in batch]),
+        "words": torch.stack([b["words"] for b in batch]),
+        "mask": torch.stack([b["mask"] for b in batch]),
+        "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
+    }

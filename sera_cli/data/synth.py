@@ -1,0 +1,415 @@
+"""A synthetic referring-segmentation data set in the layout of the `refer` release.
+
+Each image holds 2-5 flat shapes (circle, square, triangle, star) in saturated colours (red,
+green, blue, yellow) on a noisy, cluttered, muted background. Each ref is one object with up to
+three expressions, each tagged with its type, so that routing can be analysed per cue:
+
+- appearance: "the red circle", "the blue one", "the triangle"
+- spatial:    "the leftmost square", "the top one", "the shape on the right"
+- size:       "the biggest thing", "small blue square"
+- relational: "the square left of the blue circle", "the one above the red star"
+
+Every expression is kept only if it picks out exactly one object, with margins (positions at
+least 10% of the image apart, areas at least 1.6x apart) so that no reading is borderline.
+
+Splits: train and val draw 2-5 objects per image; testA has 2-3 (sparse scenes), testB 4-5
+(crowded scenes, where spatial and relational cues matter more), echoing RefCOCO's testA/testB
+being two different populations.
+
+The output is deterministic for a seed (byte for byte): every image draws from its own generator
+seeded by (seed, image number), JSON keys are sorted and nothing records the time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from sera_cli.data.refer import IMAGE_DIR, decode_segmentation
+from sera_cli.errors import SeraError
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star")
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 225),
+    "yellow": (235, 210, 40),
+}
+#: Relative number of images per split (900 images -> 600 / 100 / 100 / 100).
+SPLIT_WEIGHTS: dict[str, int] = {"train": 6, "val": 1, "testA": 1, "testB": 1}
+#: Objects per image, inclusive range, per split.
+OBJECTS: dict[str, tuple[int, int]] = {
+    "train": (2, 5),
+    "val": (2, 5),
+    "testA": (2, 3),
+    "testB": (4, 5),
+}
+EXPRESSION_TYPES = ("appearance", "spatial", "size", "relational")
+SIDE_RANGE = (160, 320)  # image width and height, pixels, inclusive
+POSITION_MARGIN = 0.10  # of the image side: how far apart "left"/"right"/... must be
+AREA_RATIO = 1.6  # how much bigger "biggest" must be than the next
+MAX_REFS_PER_IMAGE = 3
+MAX_SENTENCES_PER_REF = 3
+
+_GENERIC = ("one", "shape", "thing", "object")
+_SPATIAL = {
+    "left": ("the leftmost {np}", "the {np} on the left", "the left {np}"),
+    "right": ("the rightmost {np}", "the {np} on the right", "the right {np}"),
+    "top": ("the top {np}", "the {np} at the top", "the upper {np}"),
+    "bottom": ("the bottom {np}", "the {np} at the bottom", "the lower {np}"),
+}
+_RELATIONS = {
+    "left": ("left of", "to the left of"),
+    "right": ("right of", "to the right of"),
+    "top": ("above",),
+    "bottom": ("below", "under"),
+}
+
+
+@dataclass
+class SynthSummary:
+    """What `synthesize` wrote: counts per split and per expression type."""
+
+    root: str
+    dataset: str
+    images: dict[str, int] = field(default_factory=dict)
+    refs: dict[str, int] = field(default_factory=dict)
+    sentences: dict[str, int] = field(default_factory=dict)
+    types: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Obj:
+    shape: str
+    colour: str
+    cx: float
+    cy: float
+    radius: float
+    mask: np.ndarray
+    segmentation: object
+
+    @property
+    def area(self) -> int:
+        return int(self.mask.sum())
+
+
+def split_counts(n_images: int, weights: Mapping[str, int] = SPLIT_WEIGHTS) -> dict[str, int]:
+    """Images per split: the first split takes what the others' shares (at least 1 each) leave."""
+    names = list(weights)
+    if n_images < len(names):
+        raise SeraError(
+            f"--images {n_images} is too few: the synthetic set needs one image per split "
+            f"({', '.join(names)}), so at least {len(names)}"
+        )
+    total = sum(weights.values())
+    counts = {s: max(1, n_images * weights[s] // total) for s in names[1:]}
+    return {names[0]: n_images - sum(counts.values()), **counts}
+
+
+# ----------------------------------------------------------------------------------- rendering
+
+
+def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[float]:
+    if shape == "square":
+        corners = [(r, angle + math.pi / 4 + k * math.pi / 2) for k in range(4)]
+    elif shape == "triangle":
+        corners = [(r, angle - math.pi / 2 + k * 2 * math.pi / 3) for k in range(3)]
+    else:  # star: five points, inner radius 0.45
+        corners = [
+            (r if k % 2 == 0 else 0.45 * r, angle - math.pi / 2 + k * math.pi / 5)
+            for k in range(10)
+        ]
+    return [round(v, 1) for d, a in corners for v in (cx + d * math.cos(a), cy + d * math.sin(a))]
+
+
+def _object_mask(
+    shape: str, cx: float, cy: float, r: float, angle: float, w: int, h: int
+) -> tuple[np.ndarray, object]:
+    """The object's mask and its COCO segmentation, the mask decoded *from* that segmentation.
+
+    The image is painted from this mask, so the ground truth matches the pixels exactly.
+    """
+    from pycocotools import mask as mask_utils
+
+    if shape == "circle":
+        ys, xs = np.mgrid[0:h, 0:w]
+        mask = (xs + 0.5 - cx) ** 2 + (ys + 0.5 - cy) ** 2 <= r * r
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        return mask, {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+    poly = _polygon(shape, cx, cy, r, angle)
+    return decode_segmentation([poly], h, w), [poly]
+
+
+def _place_objects(rng: np.random.Generator, w: int, h: int, n: int) -> list[_Obj]:
+    side = min(w, h)
+    r_max = (0.19 - 0.012 * (n - 2)) * side
+    r_min = 0.08 * side
+    objs: list[_Obj] = []
+    for _ in range(n):
+        for _attempt in range(60):
+            r = float(rng.uniform(r_min, r_max))
+            cx = float(rng.uniform(r + 2, w - r - 2))
+            cy = float(rng.uniform(r + 2, h - r - 2))
+            if all(math.hypot(cx - o.cx, cy - o.cy) > r + o.radius + 3 for o in objs):
+                break
+        else:
+            continue  # no room left for this one: the scene has fewer objects
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+        angle = float(rng.uniform(-0.2, 0.2))
+        mask, seg = _object_mask(shape, cx, cy, r, angle, w, h)
+        objs.append(_Obj(shape, colour, cx, cy, r, mask, seg))
+    return objs
+
+
+def _render(rng: np.random.Generator, w: int, h: int, objs: list[_Obj]) -> Image.Image:
+    # Muted background with a gradient: saturated colours belong to the objects alone.
+    base = rng.uniform(70, 190) + rng.uniform(-12, 12, size=3)
+    gy, gx = np.mgrid[0:h, 0:w]
+    theta = rng.uniform(0, 2 * math.pi)
+    ramp = (gx * math.cos(theta) + gy * math.sin(theta)) / max(w, h) * rng.uniform(-30, 30)
+    bg = np.clip(base[None, None, :] + ramp[..., None], 0, 255).astype(np.uint8)
+    img = Image.fromarray(bg, "RGB")
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(4, 10))):  # clutter: thin grey lines and small dots
+        grey = int(rng.integers(40, 230))
+        tint = tuple(min(255, max(0, grey + int(d))) for d in rng.integers(-15, 16, size=3))
+        x0, y0 = float(rng.uniform(0, w)), float(rng.uniform(0, h))
+        if rng.uniform() < 0.5:
+            x1, y1 = x0 + rng.uniform(-0.3, 0.3) * w, y0 + rng.uniform(-0.3, 0.3) * h
+            draw.line([(x0, y0), (x1, y1)], fill=tint, width=int(rng.integers(1, 3)))
+        else:
+            d = float(rng.uniform(1, 3.5))
+            draw.ellipse([x0 - d, y0 - d, x0 + d, y0 + d], fill=tint)
+    pixels = np.asarray(img).astype(np.float32)
+    for o in objs:
+        colour = np.asarray(COLOURS[o.colour], np.float32) + rng.uniform(-18, 18, size=3)
+        pixels[o.mask] = colour
+    pixels += 6.0 * rng.standard_normal(size=pixels.shape, dtype=np.float32)
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGB")
+
+
+# --------------------------------------------------------------------------------- expressions
+
+
+def _matches(objs: list[_Obj], colour: str | None, shape: str | None) -> list[_Obj]:
+    return [
+        o
+        for o in objs
+        if (colour is None or o.colour == colour) and (shape is None or o.shape == shape)
+    ]
+
+
+def _noun(colour: str | None, shape: str | None, rng: np.random.Generator) -> str:
+    head = shape or _GENERIC[int(rng.integers(len(_GENERIC)))]
+    return f"{colour} {head}" if colour else head
+
+
+def _key(o: _Obj, direction: str) -> float:
+    """A coordinate that is smallest for the object furthest in `direction`."""
+    return {"left": o.cx, "right": -o.cx, "top": o.cy, "bottom": -o.cy}[direction]
+
+
+def _unique_description(a: _Obj, objs: list[_Obj]) -> tuple[str | None, str | None] | None:
+    """The shortest (colour, shape) description that only `a` matches, if any."""
+    for colour, shape in ((a.colour, None), (None, a.shape), (a.colour, a.shape)):
+        if _matches(objs, colour, shape) == [a]:
+            return colour, shape
+    return None
+
+
+def _expressions(
+    t: _Obj, objs: list[_Obj], w: int, h: int, rng: np.random.Generator
+) -> dict[str, list[str]]:
+    """Every templated expression that picks out `t` and no other object, by type."""
+
+    def pick(options: Sequence[str]) -> str:
+        return options[int(rng.integers(len(options)))]
+
+    out: dict[str, list[str]] = {k: [] for k in EXPRESSION_TYPES}
+    margin = {d: POSITION_MARGIN * (w if d in ("left", "right") else h) for d in _SPATIAL}
+    descs = [(t.colour, t.shape), (t.colour, None), (None, t.shape), (None, None)]
+
+    for colour, shape in descs[:3]:
+        if _matches(objs, colour, shape) == [t]:
+            noun = _noun(colour, shape, rng)
+            out["appearance"].append(pick((noun, f"the {noun}")))
+
+    for colour, shape in descs:
+        cands = _matches(objs, colour, shape)
+        if len(cands) < 2:
+            continue
+        others = [o for o in cands if o is not t]
+        for d, templates in _SPATIAL.items():
+            if all(_key(o, d) - _key(t, d) >= margin[d] for o in others):
+                out["spatial"].append(pick(templates).format(np=_noun(colour, shape, rng)))
+        pair = len(cands) == 2
+        if all(t.area >= AREA_RATIO * o.area for o in others):
+            pool = ("the biggest {np}", "the largest {np}") + (("big {np}",) if pair else ())
+            out["size"].append(pick(pool).format(np=_noun(colour, shape, rng)))
+        if all(o.area >= AREA_RATIO * t.area for o in others):
+            pool = ("the smallest {np}",) + (("small {np}", "the little {np}") if pair else ())
+            out["size"].append(pick(pool).format(np=_noun(colour, shape, rng)))
+
+    for a in objs:
+        anchor = _unique_description(a, objs) if a is not t else None
+        if anchor is None:
+            continue
+        anchor_noun = _noun(*anchor, rng)
+        for colour, shape in descs:
+            # Other objects of the target's description: the relation must tell them apart.
+            others = [o for o in _matches(objs, colour, shape) if o is not a and o is not t]
+            if not others:
+                continue
+            for d, words in _RELATIONS.items():
+                gap = _key(a, d) - _key(t, d)  # > 0: t lies further towards d than a
+                along, across = abs(t.cx - a.cx), abs(t.cy - a.cy)
+                if d in ("top", "bottom"):
+                    along, across = across, along
+                if (
+                    gap >= margin[d]
+                    and along >= across
+                    and all(_key(o, d) - _key(a, d) >= margin[d] for o in others)
+                ):
+                    noun = _noun(colour, shape, rng)
+                    out["relational"].append(f"the {noun} {pick(words)} the {anchor_noun}")
+    return out
+
+
+def _choose_sentences(
+    by_type: dict[str, list[str]], rng: np.random.Generator
+) -> list[tuple[str, str]]:
+    """Up to MAX_SENTENCES_PER_REF distinct (sentence, type), one per type before any repeat."""
+    types = [k for k in EXPRESSION_TYPES if by_type[k]]
+    order = [types[i] for i in rng.permutation(len(types))]
+    firsts = [(by_type[k][int(rng.integers(len(by_type[k])))], k) for k in order]
+    rest = [(s, k) for k in order for s in by_type[k] if (s, k) not in firsts]
+    chosen: list[tuple[str, str]] = []
+    for s, k in firsts + [rest[i] for i in rng.permutation(len(rest))]:
+        if len(chosen) < MAX_SENTENCES_PER_REF and s not in (c for c, _ in chosen):
+            chosen.append((s, k))
+    return chosen
+
+
+# ------------------------------------------------------------------------------------- writing
+
+
+def _scene(
+    rng: np.random.Generator, n_range: tuple[int, int]
+) -> tuple[int, int, list[_Obj], list[tuple[_Obj, list[tuple[str, str]]]]]:
+    """A scene and its refs (target, [(sentence, type)]); redrawn until it has at least one ref."""
+    while True:
+        w, h = (int(v) for v in rng.integers(SIDE_RANGE[0], SIDE_RANGE[1] + 1, size=2))
+        if w == h:
+            continue  # non-square on purpose: it exercises the letterbox
+        objs = _place_objects(rng, w, h, int(rng.integers(n_range[0], n_range[1] + 1)))
+        if len(objs) < 2:
+            continue
+        refs = []
+        for i in rng.permutation(len(objs)):
+            sentences = _choose_sentences(_expressions(objs[i], objs, w, h, rng), rng)
+            if sentences:
+                refs.append((objs[i], sentences))
+        if refs:
+            return w, h, objs, refs[:MAX_REFS_PER_IMAGE]
+
+
+def synthesize(
+    out_dir: str | Path,
+    n_images: int = 900,
+    seed: int = 0,
+    *,
+    name: str = "synth",
+    weights: Mapping[str, int] = SPLIT_WEIGHTS,
+    progress: Callable[[int, int], None] | None = None,
+) -> SynthSummary:
+    """Write `out_dir/{name}/instances.json`, `refs(unc).p` and the JPEG images; return counts.
+
+    900 images (600 train, 100 val, 100 testA, 100 testB) take a few seconds and are enough for
+    `sera-tiny` to learn on a CPU. `name` is the dataset folder: the loader reads the result as
+    `synth` or, written with name="refcoco", as `refcoco`. `progress(done, total)` is called after
+    every image.
+    """
+    from pycocotools import mask as mask_utils
+
+    root = Path(out_dir)
+    image_dir = root / IMAGE_DIR
+    image_dir.mkdir(parents=True, exist_ok=True)
+    (root / name).mkdir(parents=True, exist_ok=True)
+    counts = split_counts(n_images, weights)
+    summary = SynthSummary(root=str(root), dataset=name)
+    images: list[dict] = []
+    annotations: list[dict] = []
+    refs: list[dict] = []
+    types: Counter[str] = Counter()
+    image_id = 0
+    for split, n_split in counts.items():
+        summary.images[split] = n_split
+        summary.refs[split] = summary.sentences[split] = 0
+        for _ in range(n_split):
+            image_id += 1
+            rng = np.random.default_rng([seed, image_id])
+            w, h, objs, scene_refs = _scene(rng, OBJECTS.get(split, OBJECTS["train"]))
+            file_name = f"{name}_{image_id:06d}.jpg"
+            _render(rng, w, h, objs).save(image_dir / file_name, quality=92)
+            images.append({"id": image_id, "file_name": file_name, "width": w, "height": h})
+            ann_ids = {}
+            for k, o in enumerate(objs):
+                ann_ids[id(o)] = ann_id = image_id * 10 + k
+                rle = mask_utils.encode(np.asfortranarray(o.mask.astype(np.uint8)))
+                annotations.append(
+                    {
+                        "id": ann_id,
+                        "image_id": image_id,
+                        "category_id": SHAPES.index(o.shape) + 1,
+                        "segmentation": o.segmentation,
+                        "area": o.area,
+                        "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                        "iscrowd": 0,
+                        "color": o.colour,
+                    }
+                )
+            for target, sentences in scene_refs:
+                ref_id = len(refs) + 1
+                sent_ids = [ref_id * 10 + j for j in range(len(sentences))]
+                refs.append(
+                    {
+                        "ref_id": ref_id,
+                        "ann_id": ann_ids[id(target)],
+                        "image_id": image_id,
+                        "category_id": SHAPES.index(target.shape) + 1,
+                        "split": split,
+                        "file_name": f"{name}_{image_id:06d}_{ref_id}.jpg",
+                        "sent_ids": sent_ids,
+                        "sentences": [
+                            {"sent_id": i, "sent": s, "raw": s, "tokens": s.split(), "type": k}
+                            for i, (s, k) in zip(sent_ids, sentences, strict=True)
+                        ],
+                    }
+                )
+                types.update(k for _, k in sentences)
+                summary.refs[split] += 1
+                summary.sentences[split] += len(sentences)
+            if progress is not None:
+                progress(image_id, n_images)
+    instances = {
+        "info": {"description": f"sera synthetic shapes, seed {seed}"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [
+            {"id": i + 1, "name": s, "supercategory": "shape"} for i, s in enumerate(SHAPES)
+        ],
+    }
+    (root / name / "instances.json").write_text(json.dumps(instances, sort_keys=True))
+    with (root / name / "refs(unc).p").open("wb") as f:
+        pickle.dump(refs, f, protocol=2)
+    summary.types = {k: types[k] for k in EXPRESSION_TYPES}
+    return summary

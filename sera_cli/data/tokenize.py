@@ -1,0 +1,81 @@
+"""Referring expressions -> CLIP token ids, with the end-of-text token kept last.
+
+The model reads the sentence feature at the argmax of the token ids, which is the end-of-text id
+(49407, the largest in the vocabulary). So an expression cut to the context length must still end
+with it, and a user's text must not be able to smuggle the special tokens in. open_clip's
+`SimpleTokenizer` ships its BPE vocabulary, so this works offline.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+import warnings
+from typing import TYPE_CHECKING
+
+from sera_cli.errors import SeraError
+
+if TYPE_CHECKING:
+    import torch
+    from open_clip.tokenizer import SimpleTokenizer
+
+SOT_ID = 49406
+EOT_ID = 49407
+# The tokenizer turns these literal strings into the special ids; case-insensitively.
+_SPECIAL_TEXT = re.compile(r"<\s*(start|end)_of_text\s*>", re.IGNORECASE)
+_warned_cut = False
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer() -> SimpleTokenizer:
+    """One tokenizer per process: building it parses the 49k-merge BPE file (~0.3 s)."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer()
+
+
+def clean_expression(text: str) -> str:
+    """Control characters become spaces and special-token text is removed; whitespace collapses."""
+    text = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in text)
+    return " ".join(_SPECIAL_TEXT.sub(" ", text).split())
+
+
+def tokenize(texts: list[str], context_length: int) -> torch.Tensor:
+    """(N, context_length) int64 ids: start-of-text, the expression's tokens, end-of-text, zeros.
+
+    An expression longer than the context is cut (a warning, once per process, says so) and
+    still ends with end-of-text. An empty expression raises SeraError: there is nothing to find.
+    """
+    import torch
+
+    global _warned_cut
+    if isinstance(texts, str):
+        texts = [texts]
+    if context_length < 3:
+        raise SeraError(
+            f"context length {context_length} is too short: it needs room for start, one token "
+            "and end of text (use 17, or 22 for RefCOCOg)"
+        )
+    tok = _tokenizer()
+    out = torch.zeros(len(texts), context_length, dtype=torch.long)
+    for i, text in enumerate(texts):
+        cleaned = clean_expression(text)
+        ids = tok.encode(cleaned) if cleaned else []
+        if not ids:
+            raise SeraError(
+                f"empty referring expression {text!r}: give the words that describe the object"
+            )
+        room = context_length - 2
+        if len(ids) > room:
+            if not _warned_cut:
+                _warned_cut = True
+                warnings.warn(
+                    f"expression cut to the context length {context_length} "
+                    f"({len(ids)} tokens, {room} kept): {cleaned[:80]!r}; later cuts are silent",
+                    stacklevel=2,
+                )
+            ids = ids[:room]
+        row = [SOT_ID, *ids, EOT_ID]
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
