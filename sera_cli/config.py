@@ -13,6 +13,7 @@ from typing import Any
 
 from sera_cli.errors import SeraError
 
+# CLIP's normalization, which DETRIS also applies to DINOv2's input.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 TUNE_MODES = ("bias-ln", "frozen", "full")

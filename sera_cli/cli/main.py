@@ -6,12 +6,15 @@ import os
 import sys
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from sera_cli import __version__
-from sera_cli.cli import experts
+from sera_cli.cli import data, experts
+from sera_cli.cli.demo import demo
+from sera_cli.cli.evaluate import evaluate
+from sera_cli.cli.predict import predict
+from sera_cli.cli.train import train
 from sera_cli.errors import SeraError
 
 ENV_DEBUG = "SERA_DEBUG"
@@ -21,14 +24,14 @@ class SeraGroup(TyperGroup):
     """Turns a SeraError raised anywhere below into one line on stderr and exit code 1;
     ``--debug`` (or SERA_DEBUG=1) keeps the traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SeraError as exc:
             if os.environ.get(ENV_DEBUG):
                 raise
-            click.echo(f"error: {exc}", err=True)
-            raise click.exceptions.Exit(1) from None
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(
@@ -41,6 +44,11 @@ app = typer.Typer(
 )
 app.add_typer(experts.app, name="experts")
 app.add_typer(experts.routers_app, name="routers")
+app.add_typer(data.app, name="data")
+app.command()(train)
+app.command("eval")(evaluate)
+app.command()(predict)
+app.command()(demo)
 
 
 def _version(value: bool) -> None:

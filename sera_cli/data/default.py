@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ENV_CACHE = "SERA_CACHE"
-SYNTH_VERSION = "synth-v1-seed0"
+SYNTH_VERSION = "synth-v2-seed0"
 
 
 def cache_root() -> Path:

@@ -150,8 +150,9 @@ def _object_mask(
 
 def _place_objects(rng: np.random.Generator, w: int, h: int, n: int) -> list[_Obj]:
     side = min(w, h)
-    r_max = (0.19 - 0.012 * (n - 2)) * side
-    r_min = 0.08 * side
+    # Large enough that the letterboxed object covers several patches of sera-tiny's grid.
+    r_max = (0.26 - 0.02 * (n - 2)) * side
+    r_min = 0.11 * side
     objs: list[_Obj] = []
     for _ in range(n):
         for _attempt in range(60):

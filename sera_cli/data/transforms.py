@@ -27,9 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageEnhance
 
-#: CLIP's normalization, which DETRIS also applies to DINOv2's input.
-CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+from sera_cli.config import CLIP_MEAN, CLIP_STD  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,129 @@
+"""``sera train``: options in, a run folder out. The loop itself is ``sera_cli.train``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+O = typer.Option  # noqa: E741 - keeps the long option list readable
+
+
+def train(
+    preset: Annotated[str | None, O(help="Model preset: sera-tiny (CPU), sera-b (paper), "
+                                         "sera-l.")] = None,
+    data: Annotated[Path | None, O(help="Data root in the refer layout; default: the "
+                                        "synthetic set, generated on first use.")] = None,
+    dataset: Annotated[str | None, O(help="Data set under the root: refcoco, refcoco+, "
+                                          "refcocog, synth.")] = None,
+    split_by: Annotated[str | None, O(help="refs file: unc, umd, google.")] = None,
+    experts: Annotated[str | None, O(help="Fusion experts, comma-separated ('' for none).")
+                       ] = None,
+    adapter_experts: Annotated[str | None, O(help="SERA-Adapter experts, comma-separated.")
+                               ] = None,
+    topk: Annotated[int | None, O(help="Experts kept per sample by the fusion router.")] = None,
+    router: Annotated[str | None, O(help="Fusion router name.")] = None,
+    adapter_blocks: Annotated[str | None, O(help="DINOv2 blocks (from 1) with adapters, "
+                                                 "comma-separated.")] = None,
+    tune: Annotated[str | None, O(help="Backbone tuning: bias-ln, frozen, full.")] = None,
+    epochs: Annotated[int | None, O(help="Passes over the training split.")] = None,
+    max_steps: Annotated[int | None, O(help="Stop after this many steps.")] = None,
+    batch_size: Annotated[int | None, O(help="Samples per step (per process).")] = None,
+    lr: Annotated[float | None, O(help="Adam learning rate.")] = None,
+    backbone_lr_mult: Annotated[float | None, O(help="LR multiplier for tuned backbone "
+                                                     "parameters.")] = None,
+    weight_decay: Annotated[float | None, O(help="Adam weight decay.")] = None,
+    schedule: Annotated[str | None, O(help="LR schedule: step, cosine, constant.")] = None,
+    milestones: Annotated[str | None, O(help="Step schedule: fractions of training where "
+                                             "LR is multiplied by gamma.")] = None,
+    gamma: Annotated[float | None, O(help="Step schedule factor.")] = None,
+    warmup_steps: Annotated[int | None, O(help="Linear warm-up steps.")] = None,
+    grad_clip: Annotated[float | None, O(help="Gradient norm clip (0: off).")] = None,
+    dice: Annotated[float | None, O(help="Dice loss weight.")] = None,
+    z_loss: Annotated[float | None, O(help="Router z-loss weight.")] = None,
+    balance_loss: Annotated[float | None, O(help="Load-balance loss weight.")] = None,
+    assignment_loss: Annotated[float | None, O(help="Token-assignment loss weight.")] = None,
+    seed: Annotated[int | None, O(help="Random seed (weights, data order, augmentation).")
+                    ] = None,
+    device: Annotated[str | None, O(help="auto, cpu or cuda.")] = None,
+    precision: Annotated[str | None, O(help="auto (bf16 on CUDA), fp32, bf16.")] = None,
+    workers: Annotated[int | None, O(help="Data-loading worker processes.")] = None,
+    augment: Annotated[bool | None, O("--augment/--no-augment",
+                                      help="Expression-safe augmentation.")] = None,
+    skip_bad: Annotated[bool | None, O("--skip-bad", help="Leave out broken data entries.")
+                        ] = None,
+    log_every: Annotated[int | None, O(help="Steps between log lines.")] = None,
+    save_every: Annotated[int | None, O(help="Steps between checkpoints (0: each epoch).")
+                          ] = None,
+    threshold: Annotated[float | None, O(help="Mask probability threshold for validation.")
+                         ] = None,
+    save_full: Annotated[bool | None, O("--save-full", help="Also save frozen backbone "
+                                                            "weights.")] = None,
+    out: Annotated[Path | None, O(help="Run folder (default: runs/<time>-<preset>).")] = None,
+    config: Annotated[Path | None, O(help="TOML/YAML/JSON file of options; the command "
+                                          "line overrides it.")] = None,
+    resume: Annotated[Path | None, O(help="Continue an interrupted run folder.")] = None,
+    vision_weights: Annotated[str | None, O(help="DINOv2 weights folder (else "
+                                                 "$SERA_VISION_WEIGHTS or the hub).")] = None,
+    text_weights: Annotated[str | None, O(help="CLIP weights file (else $SERA_TEXT_WEIGHTS "
+                                               "or the hub).")] = None,
+    as_json: Annotated[bool, O("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Train SERA. A bare `sera train` trains sera-tiny on the synthetic set on the CPU."""
+    given = {k: v for k, v in locals().items()  # the options set on the command line
+             if v is not None and k not in ("config", "resume", "as_json", "out")}
+    from sera_cli.cli.progress import TrainProgress, bar, err
+    from sera_cli.config import ModelConfig
+    from sera_cli.train import TrainConfig, Trainer
+
+    if resume is not None:
+        from sera_cli.checkpoint import read_config
+
+        stored = read_config(resume)
+        model_cfg = ModelConfig.from_dict(stored["model"])
+        train_cfg = TrainConfig.from_dict(stored["train"])
+        run = resume
+    else:
+        model_cfg, train_cfg, run = _fresh(given, config, out)
+    quiet = as_json or os.environ.get("RANK", "0") != "0"  # one progress bar under torchrun
+    data_root = _data_root(train_cfg, bar)
+    with bar(quiet=quiet) as progress:
+        trainer = Trainer(model_cfg, train_cfg, run, data_root, reporter=TrainProgress(progress),
+                          vision_weights=vision_weights, text_weights=text_weights)
+        if resume is not None:
+            trainer.resume()
+        summary = trainer.fit()
+    if as_json:
+        typer.echo(json.dumps(summary))
+    elif trainer.dist.main:
+        err.print(f"run saved in {summary['run']} (best val mIoU {summary['best_val_miou']:.2f})")
+
+
+def _fresh(given: dict[str, Any], config: Path | None, out: Path | None) -> tuple[Any, Any, Path]:
+    from sera_cli.run_config import build_configs, read_config_file
+    from sera_cli.runs import new_run_dir, runs_root
+
+    values = {**(read_config_file(config) if config else {}), **given}
+    model_cfg, train_cfg = build_configs(values)
+    return model_cfg, train_cfg, out or new_run_dir(runs_root(), model_cfg.preset)
+
+
+def _data_root(train_cfg: Any, bar: Any) -> Path:
+    from sera_cli.errors import SeraError
+
+    if train_cfg.data is None:
+        from sera_cli.data.default import ensure_synthetic
+
+        with bar() as progress:
+            task = progress.add_task("synthetic data", total=None, info="first use")
+            root = ensure_synthetic(lambda done, total: progress.update(task, completed=done,
+                                                                        total=total))
+        train_cfg.data = str(root)
+        return root
+    root = Path(train_cfg.data)
+    if not root.is_dir():
+        raise SeraError(f"--data {root} is not a folder")
+    return root
