@@ -23,19 +23,49 @@ WEIGHTS_FILE = "model.safetensors"
 
 def atomic_write(path: Path, data: bytes | str) -> None:
     """Write to a temporary file beside ``path``, fsync, then rename: a reader (or a crash) sees
-    the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    the old file or the new one, never half of one. A failed write (full disk, read-only folder)
+    leaves the old file as it was, removes the temporary one and raises SeraError naming
+    ``path``."""
     raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a run is shared like any file
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise SeraError(f"cannot write {path}: {exc.strerror or exc}; its previous version, "
+                            "if any, is unchanged: free disk space or choose a writable folder"
+                            ) from exc
         raise
+    _fsync_folder(path.parent)  # make the rename itself durable
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Best effort: some platforms and file systems cannot open or sync a folder."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def saved_state(model: Any, full: bool = False) -> dict[str, Any]:
@@ -98,15 +128,37 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except FileNotFoundError:
         raise SeraError(f"{path} is missing: {run} is not a sera run folder") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise SeraError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting
         raise SeraError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(config, dict) or "model" not in config:
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise SeraError(f"{path} has no 'model' section: not a sera run config")
     version = config.get("format_version", 0)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise SeraError(f"{path} has an invalid format_version {version!r}; the file was "
+                        "edited or damaged")
+    if version > FORMAT_VERSION:
         raise SeraError(f"{path} has format version {version}, newer than this sera "
                         f"({__version__}) reads ({FORMAT_VERSION}); upgrade sera")
+    _check_model_section(config["model"], path)
     return config
+
+
+def _check_model_section(model: dict[str, Any], path: Path) -> None:
+    """The 'model' section must rebuild a valid ModelConfig; a hand-edited or damaged value is
+    named with the file here rather than failing deep inside model construction."""
+    from sera_cli.config import ModelConfig
+    from sera_cli.values import check_fields
+
+    check_fields(ModelConfig, model, str(path), "model.")
+    try:
+        ModelConfig.from_dict(model).validate()
+    except SeraError as exc:
+        raise SeraError(f"{path}: {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise SeraError(f"{path} has a malformed 'model' section ({exc}); the file was edited "
+                        "or damaged") from None
 
 
 def _check_plugins(config: dict[str, Any], registry: Any, where: Path) -> None:
@@ -115,16 +167,24 @@ def _check_plugins(config: dict[str, Any], registry: Any, where: Path) -> None:
     cfg = ModelConfig.from_dict(config["model"])
     needed = [("adapter", n) for n in cfg.adapter_experts] + [("fusion", n)
                                                               for n in cfg.fusion_experts]
-    provenance = config.get("plugins", {})
-    for stage, name in needed:
-        if (stage, name) not in registry.experts:
-            origin = provenance.get(f"{stage} expert {name}", {})
-            dist = origin.get("distribution")
-            hint = (f"install the plugin package '{dist}' ({origin.get('version')}): pip install "
-                    f"{dist}" if dist else f"load the plugin module '{origin.get('plugin', '?')}'"
-                    " with sera -p MODULE")
-            raise SeraError(f"checkpoint {where} needs {stage} expert '{name}', which is not "
-                            f"registered; {hint}")
+    provenance = config.get("plugins")
+    provenance = provenance if isinstance(provenance, dict) else {}
+    wanted = [(f"{stage} expert", name, (stage, name) in registry.experts)
+              for stage, name in needed]
+    routers = [r for r, used in ((cfg.adapter_router, cfg.adapter_experts),
+                                 (cfg.fusion_router, cfg.fusion_experts)) if used]
+    wanted += [("router", r, r in registry.routers) for r in dict.fromkeys(routers)]
+    for kind, name, registered in wanted:
+        if registered:
+            continue
+        origin = provenance.get(f"{kind} {name}")
+        origin = origin if isinstance(origin, dict) else {}
+        dist = origin.get("distribution")
+        hint = (f"install the plugin package '{dist}' ({origin.get('version')}): pip install "
+                f"{dist}" if dist else f"load the plugin module '{origin.get('plugin', '?')}'"
+                " with sera -p MODULE")
+        raise SeraError(f"checkpoint {where} needs {kind} '{name}', which is not registered; "
+                        f"{hint}")
 
 
 def read_weights(path: Path) -> dict[str, Any]:
@@ -132,7 +192,8 @@ def read_weights(path: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     if not path.is_file():
-        raise SeraError(f"{path} is missing: the run has no saved weights")
+        raise SeraError(f"{path} is missing: the run has no saved weights" if not path.exists()
+                        else f"{path} is not a file: the run's weights must be a safetensors file")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sera_cli.errors import SeraError
 from sera_cli.metrics import threshold_default
 
 
@@ -27,6 +28,24 @@ class Prediction:
                 "area": int(self.mask.sum()), "box": box, "routing": self.routing}
 
 
+def resolve_device(device: str) -> torch.device:
+    """``--device`` as a torch device, refusing names torch does not know and absent GPUs."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SeraError(f"--device '{device}' is not a device name; use cpu or cuda "
+                        "(cuda:N for one GPU)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise SeraError(f"--device {device} was asked for, but no CUDA device is available; "
+                        "use --device cpu")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise SeraError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA "
+                        "devices (cuda:0 and up)")
+    if resolved.type not in ("cpu", "cuda"):
+        raise SeraError(f"--device '{device}' is not supported; use cpu or cuda")
+    return resolved
+
+
 class Predictor:
     """A loaded run, ready to segment; ``threshold`` defaults to the run's own."""
 
@@ -34,9 +53,11 @@ class Predictor:
                  vision_weights: str | None = None, text_weights: str | None = None) -> None:
         from sera_cli.checkpoint import load_run
 
+        if threshold is not None and not 0 < threshold < 1:
+            raise SeraError(f"--threshold must be between 0 and 1 (exclusive), got {threshold}")
+        self.device = resolve_device(device)
         self.model, self.config = load_run(run, vision_weights=vision_weights,
                                            text_weights=text_weights)
-        self.device = torch.device(device)
         self.model.to(self.device).eval()
         self.threshold = threshold if threshold is not None else self.config.get(
             "train", {}).get("threshold", threshold_default)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from pathlib import Path
 from typing import Any
 
-from sera_cli.config import ModelConfig, preset
+from sera_cli.config import LossConfig, ModelConfig, preset
 from sera_cli.errors import SeraError
 from sera_cli.train import TRAIN_PRESETS, TrainConfig
+from sera_cli.values import coerce, describe
 
 # Option name -> (section, field) for model options; every TrainConfig field is an option too.
 MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -64,8 +66,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
             raise SeraError(f"--config {path}: use a .toml, .yaml or .json file")
     except SeraError:
         raise
-    except Exception as exc:
-        raise SeraError(f"--config {path} cannot be parsed: {exc}") from None
+    except Exception as exc:  # parsers' messages span lines: keep the error on one
+        raise SeraError(f"--config {path} cannot be parsed: {' '.join(str(exc).split())}"
+                        ) from None
     if not isinstance(data, dict):
         raise SeraError(f"--config {path} must hold a table of option = value")
     out = {}
@@ -75,33 +78,62 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if name not in known:
             raise SeraError(f"--config {path}: unknown key '{key}'; known keys: "
                             f"{', '.join(sorted(k.replace('_', '-') for k in known))}")
-        out[name] = value
+        try:
+            out[name] = convert(name, value)
+        except ValueError as exc:
+            raise SeraError(f"--config {path}: '{key}' takes {exc}, got {value!r}") from None
     return out
 
 
+def _option_type(name: str) -> Any:
+    """The type an option's value must have, from the dataclass field it sets."""
+    if name in MODEL_OPTIONS:
+        path = MODEL_OPTIONS[name]
+        owner = LossConfig if path[0] == "loss" else ModelConfig
+        return typing.get_type_hints(owner)[path[-1]]
+    if name in TRAIN_OPTIONS:
+        return typing.get_type_hints(TrainConfig)[name]
+    return str
+
+
+def convert(name: str, value: Any) -> Any:
+    """An option's value as the type of the field it sets ("a,b" lists split, numbers written
+    as text read); raises ValueError saying what the option takes."""
+    if value is None:
+        return None
+    if isinstance(value, Path):
+        value = str(value)
+    if name in LIST_OPTIONS and isinstance(value, str):
+        value = split_list(value, name)
+    hint = _option_type(name)
+    try:
+        return coerce(value, hint, numbers_from_text=True)
+    except ValueError:
+        raise ValueError(describe(hint)) from None
+
+
 def build_configs(values: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
-    """Apply the layered values (already merged, highest last) to the preset's configs."""
+    """Apply the layered values (already merged, highest last) to the preset's configs.
+
+    Each value is checked against the type of the field it sets, so a wrong one is named with
+    its option. An unset --topk follows the number of fusion experts when the preset's is more
+    than there are."""
     model = preset(values.get("preset") or "sera-tiny")
     train_values = {**TRAIN_PRESETS.get(model.preset, {})}
     for name, value in values.items():
         if value is None or name in OTHER_OPTIONS:
             continue
-        if isinstance(value, Path):
-            value = str(value)
-        if name in LIST_OPTIONS:
-            value = split_list(value, name)
-            if name == "adapter_blocks":
-                try:
-                    value = [int(v) for v in value]
-                except ValueError:
-                    raise SeraError(f"--adapter-blocks takes block numbers, got {value}") from None
-            if name == "milestones":
-                value = [float(v) for v in value]
+        try:
+            value = convert(name, value)
+        except ValueError as exc:
+            raise SeraError(f"--{name.replace('_', '-')} takes {exc}, got {value!r}") from None
         if name in MODEL_OPTIONS:
             path = MODEL_OPTIONS[name]
             target = model.loss if path[0] == "loss" else model
             setattr(target, path[-1], value)
         else:
             train_values[name] = value
+    if values.get("topk") is None and model.fusion_experts:
+        model.top_k = min(model.top_k, len(model.fusion_experts))
     model.validate()
     return model, TrainConfig(**train_values).validate()

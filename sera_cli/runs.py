@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from sera_cli.errors import SeraError
 
 ENV_RUNS = "SERA_RUNS"
 LATEST = "latest"
+CHECKPOINTS = "checkpoints"  # run/checkpoints/step-N/ folders
+LAST = "last"  # run/checkpoints/last: a file naming the newest complete step folder
 
 
 def runs_root() -> Path:
@@ -26,16 +29,47 @@ def new_run_dir(root: Path, preset: str) -> Path:
     return run
 
 
-def ensure_writable(folder: Path) -> None:
-    """Fail before a long run starts, not at its first checkpoint."""
+def ensure_writable(folder: Path, min_free: int = 0) -> None:
+    """Fail before a long run starts, not at its first checkpoint: the folder must take a file,
+    and hold ``min_free`` more bytes (a checkpoint's size, when the caller knows it)."""
+    probe = folder / ".write-test"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_bytes(b"0" * 4096)
-        probe.unlink()
+        try:
+            probe.write_bytes(b"0" * 4096)
+        finally:
+            probe.unlink(missing_ok=True)
+        free = shutil.disk_usage(folder).free
     except OSError as exc:
         raise SeraError(f"cannot write to the run folder {folder}: {exc.strerror or exc}; "
                         "choose another with --out") from None
+    if free < min_free:
+        raise SeraError(f"the run folder {folder} has {free / 2**20:.0f} MiB free, a checkpoint "
+                        f"needs about {min_free / 2**20:.0f} MiB; free disk space or choose "
+                        "another with --out")
+
+
+def last_checkpoint(run: Path) -> Path:
+    """The step folder that ``run/checkpoints/last`` names: the one ``--resume`` continues from.
+
+    The pointer is switched only once its folder is written whole, so after a crash it names a
+    complete checkpoint (its config.json holds the run's model and training configs)."""
+    if not run.is_dir():
+        raise SeraError(f"run folder {run} does not exist (or is not a folder); give --resume "
+                        "the --out folder of the run")
+    pointer = run / CHECKPOINTS / LAST
+    try:
+        name = pointer.read_text().strip()
+    except FileNotFoundError:
+        raise SeraError(f"{run} has no checkpoint to resume from ({pointer} is missing): the "
+                        "run stopped before its first checkpoint; start it again") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SeraError(f"cannot read {pointer}: {exc}") from None
+    folder = run / CHECKPOINTS / name
+    if not name or name in (".", "..") or "/" in name or "\\" in name or not folder.is_dir():
+        raise SeraError(f"{pointer} names {name!r}, which is not a checkpoint folder in "
+                        f"{run / CHECKPOINTS}")
+    return folder
 
 
 def mark_latest(run: Path) -> None:

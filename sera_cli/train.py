@@ -203,6 +203,14 @@ def _resolve_precision(cfg: TrainConfig, device: torch.device) -> str:
     return cfg.precision
 
 
+def _step_of(line: str) -> float:
+    """The step of a metrics.jsonl line; infinity for a line that does not parse."""
+    try:
+        return float(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return math.inf
+
+
 class Trainer:
     """One run: owns the model, optimizer, data and the run folder."""
 
@@ -271,8 +279,13 @@ class Trainer:
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.dist.main:
-            with open(self.run / METRICS_FILE, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            try:
+                with open(self.run / METRICS_FILE, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as exc:
+                raise SeraError(f"cannot write {self.run / METRICS_FILE}: "
+                                f"{exc.strerror or exc}; the last checkpoint is intact: free "
+                                f"disk space, then sera train --resume {self.run}") from None
 
     def save_checkpoint(self, is_best: bool = False) -> None:
         """Write the step's folder whole, then switch the ``last`` pointer to it."""
@@ -294,16 +307,15 @@ class Trainer:
             mark_latest(self.run)
 
     def resume(self) -> None:
-        pointer = self.run / CHECKPOINTS / "last"
-        if not pointer.is_file():
-            raise SeraError(f"{self.run} has no checkpoint to resume from ({pointer} missing)")
-        folder = self.run / CHECKPOINTS / pointer.read_text().strip()
+        from sera_cli.runs import last_checkpoint
+
+        folder = last_checkpoint(self.run)
         load_into(self.model, read_weights(folder / "model.safetensors"), folder)
         info = load_train_state(folder, self.optimizer)
         self.step, self.best = int(info["step"]), float(info["best"])
         if self.dist.main and (self.run / METRICS_FILE).exists():  # drop lines past the resume
-            lines = (self.run / METRICS_FILE).read_text().splitlines()
-            kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= self.step]
+            kept = [ln for ln in (self.run / METRICS_FILE).read_text().splitlines()
+                    if _step_of(ln) <= self.step]  # a line torn by a kill has no step: dropped
             atomic_write(self.run / METRICS_FILE, "".join(ln + "\n" for ln in kept))
         self.reporter.note(f"resumed {self.run} at step {self.step}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -30,6 +30,45 @@ def _read_batch(path: Path) -> list[tuple[Path, str]]:
     return pairs
 
 
+def _output_file(path: Path, option: str) -> Path:
+    """Check an image file to be written, before the model is loaded: a writable folder (made if
+    missing) and a file name whose extension Pillow can write."""
+    from PIL import Image
+
+    from sera_cli.errors import SeraError
+
+    if path.is_dir():
+        raise SeraError(f"{option} {path} is a folder; give a file name such as "
+                        f"{path / 'mask.png'}")
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise SeraError(f"{option} {path}: cannot write images with extension "
+                        f"'{path.suffix}'; use .png")
+    _output_folder(path.parent, option)
+    return path
+
+
+def _output_folder(folder: Path, option: str) -> Path:
+    from sera_cli.errors import SeraError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SeraError(f"{option}: cannot create the folder {folder}: "
+                        f"{exc.strerror or exc}") from None
+    return folder
+
+
+def _save(image: Any, path: Path) -> None:
+    from sera_cli.errors import SeraError
+
+    try:
+        image.save(path)
+    except (OSError, ValueError) as exc:
+        raise SeraError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}"
+                        ) from None
+
+
 def predict(
     image: Annotated[Path | None, typer.Argument(help="Image file.")] = None,
     expression: Annotated[str | None, typer.Argument(help="Referring expression.")] = None,
@@ -49,36 +88,42 @@ def predict(
     """Segment the object an expression names; writes the mask at the image's own size."""
     from PIL import Image
 
+    from sera_cli.data.tokenize import clean_expression
     from sera_cli.errors import SeraError
     from sera_cli.predict import Predictor
     from sera_cli.predict import overlay as draw_overlay
     from sera_cli.runs import resolve_run
 
-    if batch is None and (image is None or expression is None):
-        raise SeraError("give IMAGE and EXPRESSION, or --batch FILE")
     if batch is not None and image is not None:
         raise SeraError("give either IMAGE EXPRESSION or --batch FILE, not both")
-    jobs = _read_batch(batch) if batch is not None else [(image, expression)]  # type: ignore[list-item]
+    if batch is not None:  # outputs are checked before the (slow) model load
+        jobs = _read_batch(batch)
+        _output_folder(out_dir, "--out-dir")
+    elif image is not None and expression is not None:
+        jobs = [(image, expression)]
+        out = _output_file(out or Path(f"{image.stem}.mask.png"), "--out")
+        if overlay is not None:
+            _output_file(overlay, "--overlay")
+    else:
+        raise SeraError("give IMAGE and EXPRESSION, or --batch FILE")
     predictor = Predictor(resolve_run(checkpoint), device=device, threshold=threshold)
     records = []
     for n, (img, text) in enumerate(jobs):
         prediction = predictor(img, text)
         if batch is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
             mask_path = out_dir / f"{n:04d}_{img.stem}.mask.png"
             over_path: Path | None = out_dir / f"{n:04d}_{img.stem}.overlay.png"
         else:
-            mask_path = out or Path(f"{img.stem}.mask.png")
-            over_path = overlay
-        Image.fromarray(prediction.mask.astype("uint8") * 255).save(mask_path)
+            mask_path, over_path = out, overlay  # type: ignore[assignment]
+        _save(Image.fromarray(prediction.mask.astype("uint8") * 255), mask_path)
         if over_path is not None:
-            draw_overlay(img, prediction, text).save(over_path)
+            _save(draw_overlay(img, prediction, text), over_path)
         records.append({"image": str(img), "expression": text, "mask": str(mask_path),
                         "overlay": str(over_path) if over_path else None,
                         **prediction.summary()})
     if as_json:
         typer.echo(json.dumps(records if batch is not None else records[0], indent=2))
         return
-    for r in records:
-        typer.echo(f"{r['image']} \"{r['expression']}\": {r['area']} px, box {r['box']} "
-                   f"-> {r['mask']}")
+    for r in records:  # control characters in an expression must not garble the terminal
+        typer.echo(f"{r['image']} \"{clean_expression(r['expression'])}\": {r['area']} px, "
+                   f"box {r['box']} -> {r['mask']}")

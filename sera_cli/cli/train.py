@@ -81,8 +81,9 @@ def train(
 
     if resume is not None:
         from sera_cli.checkpoint import read_config
+        from sera_cli.runs import last_checkpoint
 
-        stored = read_config(resume)
+        stored = read_config(last_checkpoint(resume))  # the run's own config.json comes later
         model_cfg = ModelConfig.from_dict(stored["model"])
         train_cfg = TrainConfig.from_dict(stored["train"])
         run = resume

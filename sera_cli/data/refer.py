@@ -11,11 +11,11 @@ Layout, relative to a data root DATA::
 knows nothing about torch: `dataset.py` turns a split of it into tensors.
 
 Bad entries (a ref whose annotation, image record or image file is missing, whose file name would
-leave the image folder, whose segmentation is malformed, or a sentence that is empty) are found
-when the index is loaded, so a training run fails at once rather than hours in:
-`ReferIndex.load(..., skip_bad=False)` raises naming how many and the first few, and
-`skip_bad=True` leaves them out and counts them in `index.skipped`. `check()` reports them per
-split without raising.
+leave the image folder, whose split name is not a plain name, whose segmentation is malformed,
+or a sentence that is empty) are found when the index is loaded, so a training run fails at once
+rather than hours in: `ReferIndex.load(..., skip_bad=False)` raises naming how many and the
+first few, and `skip_bad=True` leaves them out and counts them in `index.skipped`. `check()`
+reports them per split without raising.
 """
 
 from __future__ import annotations
@@ -225,6 +225,11 @@ def _safe_file_name(name: Any) -> bool:
     return not p.is_absolute() and ".." not in p.parts
 
 
+def _safe_split_name(name: str) -> bool:
+    """A split name is one plain path component (it names a folder of saved masks)."""
+    return bool(name) and name not in (".", "..") and not set(name) & {"/", "\\", "\0"}
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -277,7 +282,7 @@ def _load_instances(path: Path) -> tuple[dict[int, _ImageRecord], dict[int, Any]
     try:
         with path.open("rb") as f:
             data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, deep nesting
         raise SeraError(f"{path} is not valid JSON: {e}") from None
     except OSError as e:
         raise SeraError(f"cannot read {path}: {e.strerror or e}") from None
@@ -334,6 +339,8 @@ def _scan_ref(
         return _ScannedRef(ref.get("ref_id"), split, None, [], ["malformed ref"])
     ref_id, ann_id, image_id, split = ref["ref_id"], ref["ann_id"], ref["image_id"], ref["split"]
     problems: list[str] = []
+    if not _safe_split_name(split):  # `sera eval --save-masks` writes into DIR/{split}/
+        problems.append("unsafe split name")
     rec = images.get(image_id)
     if rec is None:
         problems.append("missing image record")

@@ -30,16 +30,20 @@ _MALFORMED = (
 )
 
 
+class _Refused(pickle.UnpicklingError):
+    """The pickle asks for something beyond plain data (a global or a persistent id)."""
+
+
 class _PlainDataUnpickler(pickle.Unpickler):
     """Unpickler that builds containers and scalars and nothing else."""
 
     def find_class(self, module: str, name: str) -> NoReturn:
         # Every route from pickle data to code (REDUCE, BUILD, INST, OBJ, NEWOBJ, EXT*) needs a
         # global first, and globals come only from here.
-        raise pickle.UnpicklingError(f"refuses global {module}.{name}")
+        raise _Refused(f"refuses global {module}.{name}")
 
     def persistent_load(self, pid: Any) -> NoReturn:
-        raise pickle.UnpicklingError("refuses persistent ids")
+        raise _Refused("refuses persistent ids")
 
 
 def load_refs(path: str | Path) -> list[dict]:
@@ -58,6 +62,12 @@ def load_refs(path: str | Path) -> list[dict]:
         raise SeraError(f"refs file {path} is a directory, expected a pickle file") from None
     except OSError as e:
         raise SeraError(f"cannot read refs file {path}: {e.strerror or e}") from None
+    except _Refused as e:
+        raise SeraError(
+            f"{path} was refused, nothing in it was run: sera {e}, and a refs file holds plain "
+            "data only, so it was tampered with or is not a refs file; download the `refer` "
+            "release again or regenerate it"
+        ) from None
     except _MALFORMED as e:
         raise SeraError(
             f"{path} is not a valid refs pickle ({type(e).__name__}: {e}); it may be truncated, "

@@ -337,8 +337,25 @@ def synthesize(
     900 images (600 train, 100 val, 100 testA, 100 testB) take a few seconds and are enough for
     `sera-tiny` to learn on a CPU. `name` is the dataset folder: the loader reads the result as
     `synth` or, written with name="refcoco", as `refcoco`. `progress(done, total)` is called after
-    every image.
+    every image. A folder that cannot be written (or a full disk) raises SeraError naming it.
     """
+    try:
+        return _synthesize(Path(out_dir), n_images, seed, name, weights, progress)
+    except OSError as exc:
+        where = exc.filename or out_dir
+        raise SeraError(f"cannot write the synthetic data set to {out_dir} ({where}: "
+                        f"{exc.strerror or exc}); choose a writable folder with free space"
+                        ) from None
+
+
+def _synthesize(
+    out_dir: Path,
+    n_images: int,
+    seed: int,
+    name: str,
+    weights: Mapping[str, int],
+    progress: Callable[[int, int], None] | None,
+) -> SynthSummary:
     from pycocotools import mask as mask_utils
 
     root = Path(out_dir)

@@ -61,7 +61,9 @@ def tokenize(texts: list[str], context_length: int) -> torch.Tensor:
     out = torch.zeros(len(texts), context_length, dtype=torch.long)
     for i, text in enumerate(texts):
         cleaned = clean_expression(text)
-        ids = tok.encode(cleaned) if cleaned else []
+        # The tokenizer unescapes HTML entities after our cleaning ("&lt;end_of_text&gt;"), so
+        # special ids are also dropped from its output.
+        ids = [t for t in tok.encode(cleaned) if t not in (SOT_ID, EOT_ID)] if cleaned else []
         if not ids:
             raise SeraError(
                 f"empty referring expression {text!r}: give the words that describe the object"
