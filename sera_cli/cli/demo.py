@@ -59,6 +59,14 @@ def demo(
             results.append({"dataset": index.dataset, **result})
     report_dir = run / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
+    from sera_cli.routing_stats import draw_heatmap
+
+    routing_lines: list[str] = []
+    for r in results:
+        png = draw_heatmap(r, report_dir / f"routing-{r['split']}.png",
+                           title=f"routing on {r['split']} ({r['n']} samples)")
+        routing_lines += [f"## Routing heat map: {r['split']}", "",
+                          f"![routing on {r['split']}]({png.name})", ""]
     examples = []
     seen: dict[str, int] = {}
     for sample in index.samples("testB"):
@@ -75,7 +83,8 @@ def demo(
         overlay(path, prediction, sample.sentence).save(report_dir / name)
         examples.append({"expression": sample.sentence, "type": kind, "iou": iou,
                          "overlay": name, "routing": prediction.routing})
-    report = write_report(report_dir, f"sera demo: {run}", results, examples)
+    report = write_report(report_dir, f"sera demo: {run}", results, examples,
+                          extra=routing_lines)
     if as_json:
         typer.echo(json.dumps({"run": str(run), "report": str(report),
                                "results": results}, indent=2))

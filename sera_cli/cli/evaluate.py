@@ -34,31 +34,39 @@ def evaluate(
 ) -> None:
     """Evaluate a run: mIoU, oIoU, Prec@X per split, and how the routers used their experts."""
     from sera_cli.cli.progress import bar
-    from sera_cli.data.dataset import ReferDataset
     from sera_cli.data.refer import ReferIndex
     from sera_cli.errors import SeraError
     from sera_cli.evaluate import evaluate as run_eval
     from sera_cli.predict import Predictor
     from sera_cli.runs import resolve_run
 
+    splits_asked = None if split is None else [s.strip() for s in split.split(",") if s.strip()]
+    if splits_asked == []:
+        raise SeraError(f"--split {split!r} names no split; give names such as val,testA")
+    if save_masks is not None:  # before the model load: a bad folder fails at once
+        try:
+            save_masks.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SeraError(f"--save-masks: cannot create the folder {save_masks}: "
+                            f"{exc.strerror or exc}") from None
     run = resolve_run(checkpoint)
     predictor = Predictor(run, device=device, threshold=threshold)
-    model, config = predictor.model, predictor.config
-    root = data or Path(config.get("data", {}).get("root", ""))
-    if not root.is_dir():
-        raise SeraError(f"data root {root} does not exist; pass --data DIR")
-    names = [d.strip() for d in (dataset or config.get("train", {}).get("dataset", "synth")
-                                 ).split(",") if d.strip()]
+    model = predictor.model
+    root, names = run_data(predictor.config, data, dataset)
+    # every data set and split is read before any is scored: a bad name fails in seconds
+    datasets: dict[str, list[Any]] = {}
+    for name in names:
+        index = ReferIndex.load(root, name, split_by, skip_bad=skip_bad)
+        if index.skipped:
+            typer.echo(f"{name}: left out {sum(index.skipped.values())} bad refs (--skip-bad): "
+                       + ", ".join(f"{k} {v}" for k, v in index.skipped.items()), err=True)
+        splits = splits_asked or [s for s in index.splits() if s != "train"]
+        datasets[name] = [split_dataset(model, index, s) for s in splits]
     results = []
     with bar(quiet=as_json) as progress:
-        for name in names:
-            index = ReferIndex.load(root, name, split_by, skip_bad=skip_bad)
-            splits = ([s.strip() for s in split.split(",") if s.strip()] if split
-                      else [s for s in index.splits() if s != "train"])
-            for s in splits:
-                ds = ReferDataset(index, s, model.cfg.image_size, model.cfg.text.context_length,
-                                  mean=model.cfg.mean, std=model.cfg.std)
-                task = progress.add_task(f"{name} {s}", total=len(ds), info="")
+        for name, split_sets in datasets.items():
+            for ds in split_sets:
+                task = progress.add_task(f"{name} {ds.split}", total=len(ds), info="")
                 result = run_eval(model, ds, batch_size=batch_size,
                                   threshold=predictor.threshold, device=device, workers=workers,
                                   save_masks=save_masks / name if save_masks and len(names) > 1
@@ -76,6 +84,8 @@ def print_results(results: list[dict[str, Any]], threshold: float, run: str) -> 
     from rich.console import Console
     from rich.table import Table
 
+    from sera_cli.routing_stats import routing_tables
+
     console = Console()
     table = Table(title=f"{run} (threshold {threshold})")
     for column in ["data set", "split", "n", *METRIC_COLUMNS]:
@@ -89,17 +99,32 @@ def print_results(results: list[dict[str, Any]], threshold: float, run: str) -> 
                                                                   for m in METRIC_COLUMNS])
     console.print(table)
     for r in results:
-        for router, by_type in r["routing"].items():
-            experts = list(by_type["all"])
-            t = Table(title=f"{r['dataset']} {r['split']}: router {router} "
-                            "(mean gate % / selected %)")
-            t.add_column("expressions")
-            for e in experts:
-                t.add_column(e, justify="right")
-            for expr_type, stats in by_type.items():
-                t.add_row(expr_type, *[f"{stats[e]['gate']:.1f} / {stats[e]['selected']:.0f}"
-                                       for e in experts])
-            console.print(t)
+        for routing in routing_tables(r, f"{r['dataset']} {r['split']}"):
+            console.print(routing)
+
+
+def run_data(config: dict[str, Any], data: Path | None,
+             dataset: str | None) -> tuple[Path, list[str]]:
+    """The data root and data set names a command reads: the options when given, else the
+    ones the run was trained on (recorded in its config.json)."""
+    from sera_cli.errors import SeraError
+
+    root = data or Path(config.get("data", {}).get("root", ""))
+    if not root.is_dir():
+        raise SeraError(f"data root {root} does not exist; pass --data DIR")
+    names = [d.strip() for d in (dataset or config.get("train", {}).get("dataset", "synth")
+                                 ).split(",") if d.strip()]
+    return root, names
+
+
+def split_dataset(model: Any, index: Any, split: str) -> Any:
+    """One split of a ReferIndex as ``model`` reads it: its input size, word length and
+    normalization, no augmentation."""
+    from sera_cli.data.dataset import ReferDataset
+
+    cfg = model.cfg
+    return ReferDataset(index, split, cfg.image_size, cfg.text.context_length, mean=cfg.mean,
+                        std=cfg.std)
 
 
 def _pct(value: float | None) -> str:

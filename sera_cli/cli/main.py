@@ -14,6 +14,7 @@ from sera_cli.cli import data, experts
 from sera_cli.cli.demo import demo
 from sera_cli.cli.evaluate import evaluate
 from sera_cli.cli.predict import predict
+from sera_cli.cli.stats import stats
 from sera_cli.cli.train import train
 from sera_cli.errors import SeraError
 
@@ -43,6 +44,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(experts.app, name="experts")
+experts.app.command("stats")(stats)
 app.add_typer(experts.routers_app, name="routers")
 app.add_typer(data.app, name="data")
 app.command()(train)
