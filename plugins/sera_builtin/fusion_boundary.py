@@ -17,8 +17,8 @@ class BoundaryExpert(nn.Module):
         self.fuse = zero_init(nn.Conv2d(channels, channels, 1))
 
     def gradient_magnitude(self, x: torch.Tensor) -> torch.Tensor:
-        g = self.sobel(x)  # (B, C, 2, H, W): horizontal and vertical gradients
-        return torch.sqrt(g.pow(2).sum(2) + 1e-6) - 1e-3  # exactly 0 on a flat map
+        gx, gy = self.sobel(x)  # (B, C, H, W) each: horizontal and vertical gradients
+        return torch.sqrt(gx * gx + gy * gy + 1e-6) - 1e-3  # exactly 0 on a flat map
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.fuse(self.gradient_magnitude(x))

@@ -17,5 +17,6 @@ class ShapeExpert(nn.Module):
         self.fuse = zero_init(nn.Conv2d(2 * channels, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.filters(x).flatten(1, 2)  # (B, C, 2, H, W) -> (B, 2C, H, W)
+        # (B, C, H, W) blurred and Laplacian -> (B, C, 2, H, W) -> (B, 2C, H, W), channel 2c+k
+        f = torch.stack(self.filters(x), dim=2).flatten(1, 2)
         return x + self.fuse(f)

@@ -17,15 +17,6 @@ ROUTER_REFERENCE = (512, 4, 2)  # channels, experts, top-k
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def _count(build: Any) -> int | str:
-    """Trainable parameters of a freshly built module; a factory that raises is reported."""
-    try:
-        module = build()
-    except Exception as exc:
-        return f"error: {type(exc).__name__}: {exc}"
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
 def _problems(registry: Any) -> dict[str, list[Any]]:
     return {
         "broken": [{"plugin": p.name, "source": p.source, "error": p.error}
@@ -55,18 +46,23 @@ def _print_table(title: str, columns: list[str], rows: list[list[str]],
 @app.command("list")
 def list_experts(as_json: JsonOption = False) -> None:
     """List every registered expert: name, stage, plugin, parameters, description."""
+    from sera_cli.cli.param_cache import ParamCountCache
     from sera_cli.registry import default_registry
 
     registry = default_registry()
+    counts = ParamCountCache()
     rows = []
     for (stage, name), spec in sorted(registry.experts.items()):
         info = registry.plugins[spec.plugin]
+        width = REFERENCE_WIDTH[stage]
         rows.append({
             "name": name, "stage": stage, "plugin": info.name,
             "distribution": info.distribution, "version": info.version,
-            "params": _count(lambda spec=spec, stage=stage: spec.build(REFERENCE_WIDTH[stage])),
-            "reference_width": REFERENCE_WIDTH[stage], "description": spec.description,
+            "params": counts.count(spec.factory, (width,), info.source,
+                                   lambda spec=spec, width=width: spec.build(width)),
+            "reference_width": width, "description": spec.description,
         })
+    counts.save()
     problems = _problems(registry)
     if as_json:
         routers = [{"name": s.name, "plugin": s.plugin, "sparse": s.sparse}
@@ -84,18 +80,22 @@ def list_experts(as_json: JsonOption = False) -> None:
 @routers_app.command("list")
 def list_routers(as_json: JsonOption = False) -> None:
     """List every registered router: name, kind, plugin, parameters, description."""
+    from sera_cli.cli.param_cache import ParamCountCache
     from sera_cli.registry import default_registry
 
     registry = default_registry()
+    counts = ParamCountCache()
     rows = []
     for name, spec in sorted(registry.routers.items()):
         info = registry.plugins[spec.plugin]
         rows.append({
             "name": name, "sparse": spec.sparse, "plugin": info.name,
             "distribution": info.distribution, "version": info.version,
-            "params": _count(lambda spec=spec: spec.build(*ROUTER_REFERENCE)),
+            "params": counts.count(spec.factory, ROUTER_REFERENCE, info.source,
+                                   lambda spec=spec: spec.build(*ROUTER_REFERENCE)),
             "description": spec.description,
         })
+    counts.save()
     problems = _problems(registry)
     if as_json:
         typer.echo(json.dumps({"routers": rows, **problems}, indent=2))

@@ -71,15 +71,17 @@ class RoutedExperts(nn.Module):
         routing: Routing = self.router(x)  # gates (B, E)
         self.last_routing = routing
         gates = routing.gates.to(x.dtype)
-        out = torch.zeros_like(x)
+        chosen_by = gates != 0  # (B, E)
+        counts = chosen_by.sum(0).tolist()  # one host sync for all experts, not one per expert
+        out: torch.Tensor | None = None
         for e, expert in enumerate(self.experts):
-            weight = gates[:, e]
-            chosen = weight.nonzero(as_tuple=True)[0]
-            if chosen.numel() == 0:
+            if counts[e] == 0:
                 continue
-            if chosen.numel() == x.shape[0]:
-                out = out + weight.view(-1, 1, 1, 1) * expert(x)
+            if counts[e] == x.shape[0]:  # every sample: no gather, no scatter
+                contrib = gates[:, e].view(-1, 1, 1, 1) * expert(x)
+                out = contrib if out is None else out + contrib
             else:
-                contrib = weight[chosen].view(-1, 1, 1, 1) * expert(x[chosen])
-                out = out.index_add(0, chosen, contrib)
-        return out
+                chosen = chosen_by[:, e].nonzero(as_tuple=True)[0]
+                contrib = gates[chosen, e].view(-1, 1, 1, 1) * expert(x[chosen])
+                out = (torch.zeros_like(x) if out is None else out).index_add(0, chosen, contrib)
+        return torch.zeros_like(x) if out is None else out
