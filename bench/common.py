@@ -256,3 +256,11 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path | torch.device | torch.dtype):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def add_timing_arguments(parser: Any, budget: float) -> None:
+    """The timing flags every benchmark script takes, so `--quick` means the same everywhere."""
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up")
+    parser.add_argument("--budget", type=float, default=budget,
+                        help="seconds of timed runs; at least 3 runs are made")
+    parser.add_argument("--quick", action="store_true", help="sera-tiny only, 3 runs")

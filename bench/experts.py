@@ -81,10 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="sera-b")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up")
-    parser.add_argument("--budget", type=float, default=90.0,
-                        help="seconds of timed rounds; at least 3 rounds are made")
-    parser.add_argument("--quick", action="store_true", help="sera-tiny, 3 runs")
+    common.add_timing_arguments(parser, budget=90.0)
     args = parser.parse_args(argv)
     if args.quick:
         args.preset, args.repeats = "sera-tiny", 3

@@ -58,10 +58,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="sera-b,sera-tiny")
     parser.add_argument("--batches", default="1,8")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up")
-    parser.add_argument("--budget", type=float, default=60.0,
-                        help="seconds of timed runs per row; at least 3 runs are made")
-    parser.add_argument("--quick", action="store_true", help="sera-tiny only, 3 runs")
+    common.add_timing_arguments(parser, budget=60.0)
     args = parser.parse_args(argv)
     if args.quick:
         args.presets, args.repeats = "sera-tiny", 3

@@ -116,10 +116,10 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        return _from_dict(cls, data, "model")
+        return dataclass_from_dict(cls, data, "model")
 
 
-def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+def dataclass_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     """Strict construction: an unknown key is named rather than silently dropped."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
@@ -130,7 +130,7 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     for key, value in data.items():
         sub = {"vision": VisionConfig, "text": TextConfig, "loss": LossConfig}.get(key)
         if sub is not None and isinstance(value, dict):
-            value = _from_dict(sub, value, f"{where}.{key}")
+            value = dataclass_from_dict(sub, value, f"{where}.{key}")
         elif key in ("mean", "std"):
             value = tuple(value)
         kwargs[key] = value

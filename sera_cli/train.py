@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from sera_cli.checkpoint import atomic_write, load_into, read_weights, save_run
-from sera_cli.config import ModelConfig, _from_dict
+from sera_cli.config import ModelConfig, dataclass_from_dict
 from sera_cli.errors import SeraError
 from sera_cli.metrics import threshold_default
 from sera_cli.train_state import load_train_state, save_train_state
@@ -86,7 +86,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return _from_dict(cls, data, "train")
+        return dataclass_from_dict(cls, data, "train")
 
 
 # What a bare `sera train --preset X` uses; sera-tiny's reach val mIoU >= 60 on the synthetic set
