@@ -591,8 +591,6 @@ def test_plugin_whose_hook_raises_is_named(plugin_dir: Path, synth_data_root: Pa
           "unknown fusion expert 'mystery'", "plugins that failed to load: bad_hook_plugin")
 
 
-@pytest.mark.xfail(strict=True, reason="needs RoutedExperts to name a failing expert "
-                   "(sera_cli/model/routing.py, see issue 6 report)")
 def test_expert_whose_forward_raises_is_named(plugin_dir: Path, synth_data_root: Path,
                                               tmp_path: Path) -> None:
     fails(sera("-p", "bad_forward_plugin", "train", "--data", synth_data_root, "--max-steps",

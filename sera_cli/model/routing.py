@@ -6,10 +6,14 @@ read only that, so they apply to any router by name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+
+from sera_cli.errors import SeraError
 
 
 @dataclass
@@ -57,18 +61,23 @@ class RoutedExperts(nn.Module):
     """A set of experts behind one router: out = sum_e gate_e * expert_e(x) per sample.
 
     Experts run only on the samples that selected them, so sparse top-k routing saves compute.
+    ``labels`` name the router and each expert with its plugin (``"fusion expert 'shape' (plugin
+    sera_builtin)"``): a plugin's bug surfacing mid-training then says whose it is.
     """
 
-    def __init__(self, experts: list[nn.Module], router: nn.Module) -> None:
+    def __init__(self, experts: list[nn.Module], router: nn.Module,
+                 labels: tuple[str, list[str]] | None = None) -> None:
         super().__init__()
         self.experts = nn.ModuleList(experts)
         self.router = router
+        self.router_label, self.expert_labels = labels or (
+            "router", [f"expert {e}" for e in range(len(experts))])
         self.last_routing: Routing | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.experts:
             return x
-        routing: Routing = self.router(x)  # gates (B, E)
+        routing: Routing = _named_call(self.router_label, self.router, x)  # gates (B, E)
         self.last_routing = routing
         gates = routing.gates.to(x.dtype)
         chosen_by = gates != 0  # (B, E)
@@ -77,11 +86,25 @@ class RoutedExperts(nn.Module):
         for e, expert in enumerate(self.experts):
             if counts[e] == 0:
                 continue
+            label = self.expert_labels[e]
             if counts[e] == x.shape[0]:  # every sample: no gather, no scatter
-                contrib = gates[:, e].view(-1, 1, 1, 1) * expert(x)
+                contrib = gates[:, e].view(-1, 1, 1, 1) * _named_call(label, expert, x)
                 out = contrib if out is None else out + contrib
             else:
                 chosen = chosen_by[:, e].nonzero(as_tuple=True)[0]
-                contrib = gates[chosen, e].view(-1, 1, 1, 1) * expert(x[chosen])
+                contrib = gates[chosen, e].view(-1, 1, 1, 1) * _named_call(label, expert,
+                                                                           x[chosen])
                 out = (torch.zeros_like(x) if out is None else out).index_add(0, chosen, contrib)
         return torch.zeros_like(x) if out is None else out
+
+
+def _named_call(label: str, module: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Any:
+    """Call a plugin's module; its own exception becomes a SeraError naming it. Our errors and
+    running out of memory (the user's batch size, not the plugin's bug) pass through."""
+    try:
+        return module(x)
+    except (SeraError, torch.OutOfMemoryError):
+        raise
+    except Exception as exc:
+        raise SeraError(f"{label} failed on input {tuple(x.shape)}: "
+                        f"{type(exc).__name__}: {exc}") from exc

@@ -82,7 +82,10 @@ def build_model(cfg: ModelConfig, registry: Registry | None = None,
     def routed(specs: list, router_spec, dim: int, top_k: int) -> RoutedExperts:  # type: ignore[no-untyped-def]
         experts = [s.build(dim) for s in specs]
         router = router_spec.build(dim, len(experts), top_k) if router_spec else nn.Identity()
-        return RoutedExperts(experts, router)
+        labels = (f"router '{router_spec.name}' (plugin {router_spec.plugin})" if router_spec
+                  else "router",
+                  [f"{s.stage} expert '{s.name}' (plugin {s.plugin})" for s in specs])
+        return RoutedExperts(experts, router, labels)
 
     text = build_clip_text(cfg.text, text_weights)
     dinov2 = build_dinov2(cfg.vision, cfg.image_size, vision_weights)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
+from sera_cli.errors import SeraError
 from sera_cli.model.routing import (
     RoutedExperts,
     Routing,
@@ -77,3 +79,34 @@ def test_routed_experts_mix_per_sample_and_skip_unselected() -> None:
     torch.testing.assert_close(y[0], torch.full((1, 2, 3), 2.0))
     torch.testing.assert_close(y[1], torch.full((1, 2, 3), 0.25 * 2 + 0.75 * 3))
     assert [e.calls for e in experts] == [2, 1, 0]  # expert 2 never runs, expert 1 on one sample
+
+
+class _Raises(nn.Module):
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__()
+        self.exc = exc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise self.exc
+
+
+def test_a_failing_expert_or_router_is_named_with_its_plugin() -> None:
+    labels = ("router 'topk' (plugin p)", ["fusion expert 'ok' (plugin p)",
+                                            "fusion expert 'bad' (plugin q)"])
+    gates = torch.tensor([[0.5, 0.5]])
+    routed = RoutedExperts([_Scale(1.0), _Raises(ValueError("boom"))], _FixedRouter(gates), labels)
+    with pytest.raises(SeraError, match=r"fusion expert 'bad' \(plugin q\) failed on input "
+                                        r"\(1, 1, 2, 2\): ValueError: boom"):
+        routed(torch.ones(1, 1, 2, 2))
+    routed = RoutedExperts([_Scale(1.0)], _Raises(KeyError("k")), labels)
+    with pytest.raises(SeraError, match=r"router 'topk' \(plugin p\) failed"):
+        routed(torch.ones(1, 1, 2, 2))
+
+
+def test_our_errors_and_out_of_memory_pass_through_unwrapped() -> None:
+    gates = torch.ones(1, 1)
+    for exc in (SeraError("already clear"), torch.OutOfMemoryError("out of memory")):
+        routed = RoutedExperts([_Raises(exc)], _FixedRouter(gates))
+        with pytest.raises(type(exc)) as info:
+            routed(torch.ones(1, 1, 2, 2))
+        assert info.value is exc
