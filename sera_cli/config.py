@@ -81,6 +81,7 @@ class ModelConfig:
     decoder_layers: int = 3
     decoder_heads: int = 8
     decoder_ffn: int = 512
+    projector_dim: int | None = None  # channels after the first upsampling; None: fusion_dim
     loss: LossConfig = field(default_factory=LossConfig)
 
     @property

@@ -220,7 +220,7 @@ class Trainer:
         from sera_cli.data.dataset import ReferDataset
         from sera_cli.data.refer import ReferIndex
         from sera_cli.model.peft import backbones
-        from sera_cli.model.sera import build_model
+        from sera_cli.model.sera import build_model, resolve_plugins
         from sera_cli.registry import default_registry
 
         self.model_cfg, self.cfg, self.run = model_cfg, cfg.validate(), run
@@ -234,6 +234,7 @@ class Trainer:
 
             ensure_writable(run)  # before any slow work: fail now, not at the first checkpoint
 
+        resolve_plugins(model_cfg, self.registry)  # a misspelt expert fails before the data loads
         index = ReferIndex.load(data_root, cfg.dataset, cfg.split_by, skip_bad=cfg.skip_bad)
         common = dict(image_size=model_cfg.image_size,
                       context_length=model_cfg.text.context_length,
@@ -311,6 +312,12 @@ class Trainer:
 
         folder = last_checkpoint(self.run)
         load_into(self.model, read_weights(folder / "model.safetensors"), folder)
+        if self.dist.main:  # what a kill left half-written: temporary files, unfinished steps
+            for stale in [*self.run.glob(".*.tmp"), *(self.run / CHECKPOINTS).glob(".*.tmp")]:
+                stale.unlink(missing_ok=True)
+            for unfinished in (self.run / CHECKPOINTS).glob("step-*"):
+                if unfinished != folder:
+                    shutil.rmtree(unfinished, ignore_errors=True)
         info = load_train_state(folder, self.optimizer)
         self.step, self.best = int(info["step"]), float(info["best"])
         if self.dist.main and (self.run / METRICS_FILE).exists():  # drop lines past the resume

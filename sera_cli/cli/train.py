@@ -109,6 +109,7 @@ def _fresh(given: dict[str, Any], config: Path | None, out: Path | None) -> tupl
 
     values = {**(read_config_file(config) if config else {}), **given}
     model_cfg, train_cfg = build_configs(values)
+    out = out or (Path(values["out"]) if values.get("out") else None)
     return model_cfg, train_cfg, out or new_run_dir(runs_root(), model_cfg.preset)
 
 

@@ -54,13 +54,14 @@ def _up(in_dim: int, out_dim: int) -> nn.Sequential:
 
 
 class Projector(nn.Module):
-    """Two x2 upsamplings, then a per-sample 3x3 kernel predicted from the sentence feature:
-    (B, D, H, W), (B, S) -> (B, 1, 4H, 4W) logits."""
+    """Two x2 upsamplings (to ``width`` channels, then half of it), then a per-sample 3x3 kernel
+    predicted from the sentence feature: (B, D, H, W), (B, S) -> (B, 1, 4H, 4W) logits."""
 
-    def __init__(self, dim: int, sentence_dim: int) -> None:
+    def __init__(self, dim: int, sentence_dim: int, width: int | None = None) -> None:
         super().__init__()
-        self.channels = dim // 2
-        self.visual = nn.Sequential(_up(dim, dim), _up(dim, self.channels),
+        width = width or dim
+        self.channels = width // 2
+        self.visual = nn.Sequential(_up(dim, width), _up(width, self.channels),
                                     nn.Conv2d(self.channels, self.channels, 1))
         self.kernel = nn.Linear(sentence_dim, self.channels * 9 + 1)
 

@@ -9,6 +9,7 @@ projector -> mask logits (B, 1, 128, 128).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,7 +49,7 @@ class SeraModel(nn.Module):
                          num_maps=len(cfg.neck_blocks) + 1)
         self.fusion = fusion
         self.decoder = Decoder(d, cfg.decoder_heads, cfg.decoder_ffn, cfg.decoder_layers)
-        self.projector = Projector(d, d)
+        self.projector = Projector(d, d, cfg.projector_dim)
 
     def routed(self) -> dict[str, RoutedExperts]:
         found = {f"adapter.{k}": a.experts for k, a in self.vision.adapters.items()}
@@ -69,15 +70,22 @@ class SeraModel(nn.Module):
         return SeraOutput(logits, routings)
 
 
-def build_model(cfg: ModelConfig, registry: Registry | None = None,
-                vision_weights: str | None = None, text_weights: str | None = None) -> SeraModel:
-    """Build SERA from a config, resolving every expert and router by name in the registry."""
-    registry = registry or default_registry()
+def resolve_plugins(cfg: ModelConfig, registry: Registry) -> tuple[list, list, Any, Any]:
+    """The expert and router specs the config names, then the config's own checks: cheap, so
+    callers run it before slow work (loading a data set) to fail on a typo at once."""
     adapter_specs = [registry.expert("adapter", n) for n in cfg.adapter_experts]
     fusion_specs = [registry.expert("fusion", n) for n in cfg.fusion_experts]
     adapter_router = registry.router(cfg.adapter_router) if adapter_specs else None
     fusion_router = registry.router(cfg.fusion_router) if fusion_specs else None
     cfg.validate()  # after the names: an unknown expert is the more useful error
+    return adapter_specs, fusion_specs, adapter_router, fusion_router
+
+
+def build_model(cfg: ModelConfig, registry: Registry | None = None,
+                vision_weights: str | None = None, text_weights: str | None = None) -> SeraModel:
+    """Build SERA from a config, resolving every expert and router by name in the registry."""
+    registry = registry or default_registry()
+    adapter_specs, fusion_specs, adapter_router, fusion_router = resolve_plugins(cfg, registry)
 
     def routed(specs: list, router_spec, dim: int, top_k: int) -> RoutedExperts:  # type: ignore[no-untyped-def]
         experts = [s.build(dim) for s in specs]

@@ -132,3 +132,14 @@ def test_config_file_values_are_overridden_by_options(synth_data_root: Path,
     assert result.returncode == 0, result.stderr
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["lr"] == 0.002 and config["model"]["fusion_experts"] == ["shape"]
+
+
+def test_out_in_a_config_file_names_the_run_folder(synth_data_root: Path, tmp_path: Path
+                                                    ) -> None:
+    run = tmp_path / "from-config"
+    config_file = tmp_path / "c.toml"
+    config_file.write_text(f'data = "{synth_data_root}"\nmax-steps = 1\nbatch-size = 4\n'
+                           f'experts = "shape"\ntopk = 1\nout = "{run}"\n')
+    result = sera("train", "--config", str(config_file), runs=tmp_path / "runs")
+    assert result.returncode == 0, result.stderr
+    assert (run / "config.json").is_file() and not (tmp_path / "runs").exists()

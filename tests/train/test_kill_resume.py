@@ -143,6 +143,31 @@ def test_resume_after_a_kill_that_tore_a_metrics_line(tmp_path: Path, synth_data
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 2]
 
 
+def test_resume_clears_what_a_kill_left_half_written(tmp_path: Path, synth_data_root: Path
+                                                     ) -> None:
+    run = tmp_path / "run"
+    model_cfg, train_cfg = build_configs({"preset": "sera-tiny", "data": str(synth_data_root),
+                                          "batch_size": 4, "max_steps": 2, "save_every": 1})
+    Trainer(model_cfg, train_cfg, run, synth_data_root, registry=REGISTRY).fit()
+    kept = last_checkpoint(run)
+    torn = [run / ".metrics.jsonl.x1.tmp", run / "checkpoints" / ".last.x2.tmp"]
+    for path in torn:
+        path.write_text("half")
+    unfinished = run / "checkpoints" / "step-00000009"
+    unfinished.mkdir()
+    (unfinished / "model.safetensors").write_bytes(b"torn")
+    Trainer(model_cfg, train_cfg, run, synth_data_root, registry=REGISTRY).resume()
+    assert not any(path.exists() for path in torn) and not unfinished.exists()
+    assert last_checkpoint(run) == kept and kept.is_dir()
+
+
+def test_a_misspelt_expert_fails_before_the_data_is_read(tmp_path: Path) -> None:
+    model_cfg, train_cfg = build_configs({"preset": "sera-tiny"})
+    model_cfg.fusion_experts = ["spatail"]
+    with pytest.raises(SeraError, match="unknown fusion expert 'spatail'"):
+        Trainer(model_cfg, train_cfg, tmp_path / "run", tmp_path / "no-data", registry=REGISTRY)
+
+
 # ---------------------------------------------------------------------------------- SIGKILL
 
 
