@@ -166,6 +166,20 @@ def peak_memory(device: torch.device | str = "cpu", interval: float = 0.002
         out.update(peak_mib=peak[0] / mib, added_mib=(peak[0] - start) / mib)
 
 
+def release_memory() -> None:
+    """Collect garbage and hand freed heap memory back to the OS (glibc's ``malloc_trim``), so
+    that a later ``peak_memory`` in the same process starts from what is really in use."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 # -- work ----------------------------------------------------------------------------------------
 def count_flops(call: Callable[[], Any]) -> int:
     """Floating-point operations of one call, as torch's FlopCounterMode counts them (matmuls,

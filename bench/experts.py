@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "headline": {f"{args.preset} b{args.batch} latency full / no experts":
                            f"{ratio:.3f}x",
                            f"{args.preset} trainable share ({full_model.cfg.tune})":
-                           f"{share['trainable_pct']:.1f}%"}}
+                           f"{share['trainable_pct']:.1f}% of all, "
+                           f"{share['backbone_trainable_pct']:.2f}% of the backbones"}}
     common.write_results("experts", result)
     return result
 

@@ -89,12 +89,12 @@ class TrainConfig:
         return dataclass_from_dict(cls, data, "train")
 
 
-# What a bare `sera train --preset X` uses; sera-tiny's reach val mIoU >= 60 on the synthetic set
-# on 2 CPU cores (docs/performance.md), sera-b's are the paper's (Adam 1e-4, batch 16, DETRIS
-# schedule: 65 epochs, x0.1 at 35 and 55).
+# What a bare `sera train --preset X` uses; sera-tiny's are the best found for the synthetic set
+# on 2 CPU cores (figures in docs/performance.md), sera-b's are the paper's (Adam 1e-4, batch 16,
+# DETRIS schedule: 65 epochs, x0.1 at 35 and 55).
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "sera-tiny": {"epochs": 3, "batch_size": 16, "lr": 1e-3, "milestones": [0.75],
-                  "warmup_steps": 50, "grad_clip": 1.0},
+    "sera-tiny": {"epochs": 3, "batch_size": 16, "lr": 2e-3, "milestones": [0.75],
+                  "warmup_steps": 100, "grad_clip": 1.0},
     "sera-b": {},
     "sera-l": {},
 }
@@ -263,6 +263,7 @@ class Trainer:
         self.base_lrs = [g["lr"] for g in groups]
         self.optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay, foreach=True)
         self.step, self.best = 0, -1.0
+        self.fit_began = time.perf_counter()
         self.ddp_model: torch.nn.Module = self.model
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -352,6 +353,7 @@ class Trainer:
             if is_best:
                 self.best = result["miou"]
             self._log({"step": self.step, "epoch": self.step / self.steps_per_epoch,
+                       "elapsed_s": time.perf_counter() - self.fit_began,
                        "val": {k: v for k, v in result.items() if k != "routing"}})
             self.save_checkpoint(is_best=is_best)
             self.reporter.validated(result)
@@ -383,6 +385,7 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         self.reporter.start(self.total_steps, self.step)
+        self.fit_began = time.perf_counter()
         self.ddp_model.train()
         last_val: dict[str, Any] | None = None
         seen, tick = 0, time.perf_counter()
@@ -410,4 +413,4 @@ class Trainer:
                                     f"with: sera train --resume {self.run}")
                 last_val = self.validate()
         return {"run": str(self.run), "steps": self.step, "best_val_miou": self.best,
-                "last_val": last_val}
+                "seconds": time.perf_counter() - self.fit_began, "last_val": last_val}

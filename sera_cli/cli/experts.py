@@ -58,7 +58,7 @@ def list_experts(as_json: JsonOption = False) -> None:
         rows.append({
             "name": name, "stage": stage, "plugin": info.name,
             "distribution": info.distribution, "version": info.version,
-            "params": counts.count(spec.factory, (width,), info.source,
+            "params": counts.count(spec.factory, (width,),
                                    lambda spec=spec, width=width: spec.build(width)),
             "reference_width": width, "description": spec.description,
         })
@@ -91,7 +91,7 @@ def list_routers(as_json: JsonOption = False) -> None:
         rows.append({
             "name": name, "sparse": spec.sparse, "plugin": info.name,
             "distribution": info.distribution, "version": info.version,
-            "params": counts.count(spec.factory, ROUTER_REFERENCE, info.source,
+            "params": counts.count(spec.factory, ROUTER_REFERENCE,
                                    lambda spec=spec: spec.build(*ROUTER_REFERENCE)),
             "description": spec.description,
         })

@@ -135,3 +135,15 @@ def test_uninstalled_plugin_object_adds_an_expert_the_model_routes_to(tiny_cfg: 
     out = model(*tiny_inputs(cfg))
     assert doubler.calls == 1
     assert (out.routings["fusion"].gates[:, 1] > 0).all()
+
+
+@pytest.mark.parametrize("width", [None, 16])
+def test_projector_width_sets_its_channels_not_the_mask_shape(tiny_cfg: ModelConfig,
+                                                              builtin_registry: Registry,
+                                                              width: int | None) -> None:
+    cfg = dataclasses.replace(tiny_cfg, projector_dim=width)
+    model = build_model(cfg, builtin_registry).eval()
+    assert model.projector.channels == (width or cfg.fusion_dim) // 2
+    assert model.projector.kernel.out_features == model.projector.channels * 9 + 1
+    out = model(*tiny_inputs(cfg, batch=2))
+    assert out.logits.shape == (2, 1, 4 * cfg.grid_size, 4 * cfg.grid_size)
