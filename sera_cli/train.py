@@ -298,15 +298,18 @@ class Trainer:
                  extra=self._extra())
         save_train_state(folder, self.optimizer, {"step": self.step, "best": self.best})
         atomic_write(self.run / CHECKPOINTS / "last", folder.name)
-        for old in (self.run / CHECKPOINTS).glob("step-*"):
-            if old != folder:
-                shutil.rmtree(old, ignore_errors=True)
+        self._remove_checkpoints_but(folder)
         if is_best:
             from sera_cli.runs import mark_latest
 
             save_run(self.run, self.model, self.registry, full=self.cfg.save_full,
                      extra=self._extra())
             mark_latest(self.run)
+
+    def _remove_checkpoints_but(self, keep: Path) -> None:
+        for folder in (self.run / CHECKPOINTS).glob("step-*"):
+            if folder != keep:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def resume(self) -> None:
         from sera_cli.runs import last_checkpoint
@@ -316,9 +319,7 @@ class Trainer:
         if self.dist.main:  # what a kill left half-written: temporary files, unfinished steps
             for stale in [*self.run.glob(".*.tmp"), *(self.run / CHECKPOINTS).glob(".*.tmp")]:
                 stale.unlink(missing_ok=True)
-            for unfinished in (self.run / CHECKPOINTS).glob("step-*"):
-                if unfinished != folder:
-                    shutil.rmtree(unfinished, ignore_errors=True)
+            self._remove_checkpoints_but(folder)
         info = load_train_state(folder, self.optimizer)
         self.step, self.best = int(info["step"]), float(info["best"])
         if self.dist.main and (self.run / METRICS_FILE).exists():  # drop lines past the resume

@@ -20,7 +20,7 @@ import importlib.util
 import json
 import sys
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +112,8 @@ class ParamCountCache:
               build: Callable[[], Any]) -> int | str:
         """The known count, else ``count_trainable(build)`` (remembered unless it failed)."""
         folder = _module_folder(factory.partition(":")[0]) if isinstance(factory, str) else None
-        if folder is None:
+        if folder is None or not isinstance(factory, str):
             return count_trainable(build)
-        assert isinstance(factory, str)
         fingerprint, key = source_fingerprint(folder), cache_key(factory, args)
         for entries in (self.entries, _shipped_entries(folder)):
             entry = entries.get(key)
@@ -143,20 +142,22 @@ def shipped_counts(package_folder: Path) -> dict[str, Any]:
     """The entries a plugin package should ship: every expert and router it registers, counted
     at the widths ``sera experts list`` and ``sera routers list`` use."""
     from sera_cli.cli.experts import REFERENCE_WIDTH, ROUTER_REFERENCE
+    from sera_cli.hookspecs import ExpertSpec, RouterSpec
     from sera_cli.registry import default_registry
 
     registry = default_registry()
     fingerprint = source_fingerprint(package_folder.resolve())
-    jobs = [(spec.factory, (REFERENCE_WIDTH[stage],), spec)
-            for (stage, _), spec in registry.experts.items()]
-    jobs += [(spec.factory, ROUTER_REFERENCE, spec) for spec in registry.routers.values()]
+    specs: list[tuple[ExpertSpec | RouterSpec, tuple[int, ...]]] = [
+        (spec, (REFERENCE_WIDTH[stage],)) for (stage, _), spec in registry.experts.items()]
+    specs += [(spec, ROUTER_REFERENCE) for spec in registry.routers.values()]
     entries = {}
-    for factory, args, spec in jobs:
+    for spec, args in specs:
+        factory = spec.factory
         if not isinstance(factory, str):
             continue
         folder = _module_folder(factory.partition(":")[0])
         if folder is not None and folder.resolve() == package_folder.resolve():
-            count = count_trainable(lambda spec=spec, args=args: spec.build(*args))
+            count = count_trainable(partial(spec.build, *args))
             if isinstance(count, int):
                 entries[cache_key(factory, args)] = [fingerprint, count]
     return entries
