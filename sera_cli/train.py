@@ -93,8 +93,8 @@ class TrainConfig:
 # on 2 CPU cores (figures in docs/performance.md), sera-b's are the paper's (Adam 1e-4, batch 16,
 # DETRIS schedule: 65 epochs, x0.1 at 35 and 55).
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "sera-tiny": {"epochs": 3, "batch_size": 16, "lr": 2e-3, "milestones": [0.75],
-                  "warmup_steps": 100, "grad_clip": 1.0},
+    "sera-tiny": {"epochs": 3, "batch_size": 16, "lr": 1e-3, "schedule": "cosine",
+                  "warmup_steps": 50, "grad_clip": 1.0},
     "sera-b": {},
     "sera-l": {},
 }

@@ -29,9 +29,8 @@ def demo(
     """Synthesize data, train sera-tiny, evaluate, predict examples and write a report."""
     import numpy as np
 
-    from sera_cli.cli.progress import TrainProgress, bar, err
+    from sera_cli.cli.progress import TrainProgress, bar, err, synthetic_data
     from sera_cli.data.dataset import ReferDataset
-    from sera_cli.data.default import ensure_synthetic
     from sera_cli.evaluate import evaluate
     from sera_cli.predict import Predictor, overlay
     from sera_cli.report import write_report
@@ -40,9 +39,7 @@ def demo(
     from sera_cli.train import Trainer
 
     if data is None:
-        with bar(quiet=as_json) as progress:
-            task = progress.add_task("synthetic data", total=None, info="")
-            data = ensure_synthetic(lambda d, t: progress.update(task, completed=d, total=t))
+        data = synthetic_data(quiet=as_json)
     model_cfg, train_cfg = build_configs({"preset": "sera-tiny", "data": str(data),
                                           "epochs": epochs, "max_steps": max_steps})
     run = out or new_run_dir(runs_root(), "demo")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -21,6 +22,19 @@ def bar(description: str = "", quiet: bool = False) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                     TimeRemainingColumn(), console=err, disable=quiet, transient=False)
+
+
+def synthetic_data(quiet: bool = False) -> Path:
+    """The default data set's root, with a progress bar only while its first use writes it."""
+    from sera_cli.data.default import cached_synthetic, ensure_synthetic
+
+    cached = cached_synthetic()
+    if cached is not None:
+        return cached
+    with bar(quiet=quiet) as progress:
+        task = progress.add_task("synthetic data", total=None, info="first use")
+        return ensure_synthetic(lambda done, total: progress.update(task, completed=done,
+                                                                    total=total))
 
 
 class TrainProgress:

@@ -90,7 +90,7 @@ def train(
     else:
         model_cfg, train_cfg, run = _fresh(given, config, out)
     quiet = as_json or os.environ.get("RANK", "0") != "0"  # one progress bar under torchrun
-    data_root = _data_root(train_cfg, bar)
+    data_root = _data_root(train_cfg, quiet)
     with bar(quiet=quiet) as progress:
         trainer = Trainer(model_cfg, train_cfg, run, data_root, reporter=TrainProgress(progress),
                           vision_weights=vision_weights, text_weights=text_weights)
@@ -113,16 +113,13 @@ def _fresh(given: dict[str, Any], config: Path | None, out: Path | None) -> tupl
     return model_cfg, train_cfg, out or new_run_dir(runs_root(), model_cfg.preset)
 
 
-def _data_root(train_cfg: Any, bar: Any) -> Path:
+def _data_root(train_cfg: Any, quiet: bool) -> Path:
     from sera_cli.errors import SeraError
 
     if train_cfg.data is None:
-        from sera_cli.data.default import ensure_synthetic
+        from sera_cli.cli.progress import synthetic_data
 
-        with bar() as progress:
-            task = progress.add_task("synthetic data", total=None, info="first use")
-            root = ensure_synthetic(lambda done, total: progress.update(task, completed=done,
-                                                                        total=total))
+        root = synthetic_data(quiet)
         train_cfg.data = str(root)
         return root
     root = Path(train_cfg.data)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sera_cli.model.layers import coordinate_grid
 from sera_cli.model.neck import sine_positions
 
 
@@ -55,7 +56,14 @@ def _up(in_dim: int, out_dim: int) -> nn.Sequential:
 
 class Projector(nn.Module):
     """Two x2 upsamplings (to ``width`` channels, then half of it), then a per-sample 3x3 kernel
-    predicted from the sentence feature: (B, D, H, W), (B, S) -> (B, 1, 4H, 4W) logits."""
+    predicted from the sentence feature: (B, D, H, W), (B, S) -> (B, 1, 4H, 4W) logits.
+
+    The kernel also reads two coordinate channels (CoordConv), so a sentence such as "the left
+    one" can weight position directly and its position words get a gradient from the first
+    steps. Without them a sera-tiny trained from scratch learned "left", "right", "top" and
+    "bottom" as one word (sentence features at cosine 0.99) and covered every object the rest of
+    the sentence fits (docs/performance.md).
+    """
 
     def __init__(self, dim: int, sentence_dim: int, width: int | None = None) -> None:
         super().__init__()
@@ -63,12 +71,15 @@ class Projector(nn.Module):
         self.channels = width // 2
         self.visual = nn.Sequential(_up(dim, width), _up(width, self.channels),
                                     nn.Conv2d(self.channels, self.channels, 1))
-        self.kernel = nn.Linear(sentence_dim, self.channels * 9 + 1)
+        self.kernel = nn.Linear(sentence_dim, (self.channels + 2) * 9 + 1)
 
     def forward(self, x: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
         x = self.visual(x)  # (B, C, 4H, 4W)
-        b, c, h, w = x.shape
-        params = self.kernel(sentence)  # (B, C*9 + 1)
+        b, _, h, w = x.shape
+        grid = coordinate_grid(h, w, x.device, x.dtype).expand(b, -1, -1, -1)
+        x = torch.cat([x, grid], dim=1)  # (B, C + 2, 4H, 4W)
+        c = x.shape[1]
+        params = self.kernel(sentence)  # (B, (C + 2) * 9 + 1)
         weight = params[:, :-1].reshape(b, c, 3, 3)
         # One group per sample: sample i is convolved with its own kernel.
         out = F.conv2d(x.reshape(1, b * c, h, w), weight, bias=params[:, -1], padding=1, groups=b)

@@ -12,6 +12,7 @@ from torch import nn
 from sera_cli.config import ModelConfig, preset
 from sera_cli.errors import SeraError
 from sera_cli.hookspecs import ExpertSpec, hookimpl
+from sera_cli.model.decoder import Projector
 from sera_cli.model.peft import apply_tuning, parameter_counts
 from sera_cli.model.sera import build_model
 from sera_cli.registry import Registry, create_registry
@@ -144,6 +145,21 @@ def test_projector_width_sets_its_channels_not_the_mask_shape(tiny_cfg: ModelCon
     cfg = dataclasses.replace(tiny_cfg, projector_dim=width)
     model = build_model(cfg, builtin_registry).eval()
     assert model.projector.channels == (width or cfg.fusion_dim) // 2
-    assert model.projector.kernel.out_features == model.projector.channels * 9 + 1
+    # a 3x3 tap per channel and per coordinate channel, and a bias
+    assert model.projector.kernel.out_features == (model.projector.channels + 2) * 9 + 1
     out = model(*tiny_inputs(cfg, batch=2))
     assert out.logits.shape == (2, 1, 4 * cfg.grid_size, 4 * cfg.grid_size)
+
+
+def test_projector_kernel_reads_the_coordinates() -> None:
+    """A sentence kernel that weights only the x channel's centre tap draws a left-to-right
+    ramp: position reaches the mask logits directly, whatever the visual features."""
+    projector = Projector(dim=8, sentence_dim=4)
+    projector.visual = nn.Sequential()  # pass the features through unchanged
+    c = projector.channels
+    with torch.no_grad():
+        projector.kernel.weight.zero_()
+        projector.kernel.bias.zero_()
+        projector.kernel.bias[c * 9 + 4] = 1.0  # channel c is x; tap 4 is the centre
+    logits = projector(torch.zeros(1, c, 6, 10), torch.zeros(1, 4))[0, 0]
+    assert torch.allclose(logits, torch.linspace(-1, 1, 10).expand(6, -1), atol=1e-6)
