@@ -74,13 +74,30 @@ class Projector(nn.Module):
         self.kernel = nn.Linear(sentence_dim, (self.channels + 2) * 9 + 1)
 
     def forward(self, x: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
-        x = self.visual(x)  # (B, C, 4H, 4W)
+        # channels-last: on the CPU, oneDNN runs these full-resolution convolutions, backward
+        # included, faster than in NCHW (a sera-tiny training step: 804 -> 750 ms).
+        x = self.visual(x.contiguous(memory_format=torch.channels_last))  # (B, C, 4H, 4W)
         b, _, h, w = x.shape
         grid = coordinate_grid(h, w, x.device, x.dtype).expand(b, -1, -1, -1)
         x = torch.cat([x, grid], dim=1)  # (B, C + 2, 4H, 4W)
-        c = x.shape[1]
         params = self.kernel(sentence)  # (B, (C + 2) * 9 + 1)
-        weight = params[:, :-1].reshape(b, c, 3, 3)
-        # One group per sample: sample i is convolved with its own kernel.
-        out = F.conv2d(x.reshape(1, b * c, h, w), weight, bias=params[:, -1], padding=1, groups=b)
-        return out.reshape(b, 1, h, w)
+        return sample_conv3x3(x, params[:, :-1], params[:, -1])
+
+
+def sample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Sample i of ``x`` (B, C, H, W) cross-correlated with its own 3x3 kernel, ``weight[i]``
+    ((B, C * 9), channel-major as a conv weight), zero-padded: (B, 1, H, W).
+
+    Each tap is first applied to every position as one batched matrix product (B, 9, C) @
+    (B, C, HW), then the nine tap maps are shifted into place and summed. A grouped convolution
+    with one group per sample computes the same, but its backward pass on the CPU took 5x as
+    long (70 ms against 13 ms at sera-tiny's batch 16, 34 channels, 64 x 64).
+    """
+    b, c, h, w = x.shape
+    taps = torch.bmm(weight.reshape(b, c, 9).transpose(1, 2), x.reshape(b, c, h * w))
+    padded = F.pad(taps.reshape(b, 9, h, w), (1, 1, 1, 1))
+    out = bias[:, None, None].expand(b, h, w)
+    for tap in range(9):
+        dy, dx = divmod(tap, 3)
+        out = out + padded[:, tap, dy:dy + h, dx:dx + w]
+    return out.unsqueeze(1)

@@ -6,13 +6,14 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import tiny_inputs
 from torch import nn
 
 from sera_cli.config import ModelConfig, preset
 from sera_cli.errors import SeraError
 from sera_cli.hookspecs import ExpertSpec, hookimpl
-from sera_cli.model.decoder import Projector
+from sera_cli.model.decoder import Projector, sample_conv3x3
 from sera_cli.model.peft import apply_tuning, parameter_counts
 from sera_cli.model.sera import build_model
 from sera_cli.registry import Registry, create_registry
@@ -163,3 +164,12 @@ def test_projector_kernel_reads_the_coordinates() -> None:
         projector.kernel.bias[c * 9 + 4] = 1.0  # channel c is x; tap 4 is the centre
     logits = projector(torch.zeros(1, c, 6, 10), torch.zeros(1, 4))[0, 0]
     assert torch.allclose(logits, torch.linspace(-1, 1, 10).expand(6, -1), atol=1e-6)
+
+
+def test_sample_conv3x3_is_a_conv_with_each_samples_own_kernel() -> None:
+    """The batched-matmul form matches F.conv2d run sample by sample, borders included."""
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(3, 5, 7, 9), torch.randn(3, 5 * 9), torch.randn(3)
+    expected = torch.cat([F.conv2d(x[i:i + 1], weight[i].reshape(1, 5, 3, 3), bias[i:i + 1],
+                                   padding=1) for i in range(3)])
+    assert torch.allclose(sample_conv3x3(x, weight, bias), expected, atol=1e-5)
