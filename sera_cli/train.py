@@ -60,6 +60,7 @@ class TrainConfig:
     skip_bad: bool = False
     log_every: int = 10
     save_every: int = 0
+    val_every: int = 0
     val_batch_size: int = 32
     threshold: float = threshold_default
     save_full: bool = False
@@ -73,7 +74,8 @@ class TrainConfig:
             raise SeraError(f"--lr must be a positive number, got {self.lr}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise SeraError(f"--max-steps must be positive, got {self.max_steps}")
-        for name in ("workers", "save_every", "warmup_steps", "weight_decay", "grad_clip"):
+        for name in ("workers", "save_every", "val_every", "warmup_steps", "weight_decay",
+                     "grad_clip"):
             if getattr(self, name) < 0:
                 raise SeraError(f"--{name.replace('_', '-')} must not be negative")
         if self.schedule not in SCHEDULES:
@@ -363,6 +365,12 @@ class Trainer:
         self.dist.barrier()
         return result
 
+    def _mid_epoch_validation_due(self) -> bool:
+        """Every --val-every steps, except where the epoch's end (or the run's) validates."""
+        every = self.cfg.val_every
+        return (bool(every) and self.step % every == 0 and self.step < self.total_steps
+                and self.step % self.steps_per_epoch != 0)
+
     def _train_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         from sera_cli.evaluate import autocast
         from sera_cli.model.losses import sera_loss
@@ -406,7 +414,9 @@ class Trainer:
                         seen, tick = 0, now
                         self._log(logs)
                         self.reporter.step(logs)
-                    if self.cfg.save_every and self.step % self.cfg.save_every == 0:
+                    if self._mid_epoch_validation_due():
+                        last_val = self.validate()  # which also saves a checkpoint
+                    elif self.cfg.save_every and self.step % self.cfg.save_every == 0:
                         self.save_checkpoint()
                     if interrupt["stop"] or self.step >= self.total_steps:
                         break

@@ -58,6 +58,8 @@ def train(
     log_every: Annotated[int | None, O(help="Steps between log lines.")] = None,
     save_every: Annotated[int | None, O(help="Steps between checkpoints (0: each epoch).")
                           ] = None,
+    val_every: Annotated[int | None, O(help="Steps between validations (0: at each epoch's "
+                                            "end only).")] = None,
     threshold: Annotated[float | None, O(help="Mask probability threshold for validation.")
                          ] = None,
     save_full: Annotated[bool | None, O("--save-full", help="Also save frozen backbone "

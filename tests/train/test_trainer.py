@@ -142,3 +142,18 @@ def test_bad_options_are_named(option: str, value: Any, message: str) -> None:
 def test_too_few_samples_for_one_batch(tmp_path: Path, synth_data_root: Path) -> None:
     with pytest.raises(SeraError, match="fewer than one batch"):
         make_trainer(tmp_path / "run", synth_data_root, batch_size=100_000)
+
+
+def test_val_every_validates_inside_epochs_and_once_at_the_end(tmp_path: Path,
+                                                              synth_data_root: Path) -> None:
+    run = tmp_path / "run"
+    trainer = make_trainer(run, synth_data_root, max_steps=5, val_every=2)
+    assert trainer.steps_per_epoch > 5  # all of it inside the first epoch
+    trainer.fit()
+    records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val" in r] == [2, 4, 5]
+
+
+def test_negative_val_every_is_refused(tmp_path: Path, synth_data_root: Path) -> None:
+    with pytest.raises(SeraError, match="--val-every must not be negative"):
+        make_trainer(tmp_path / "run", synth_data_root, val_every=-1)
