@@ -191,6 +191,13 @@ def count_flops(call: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
+def warm_up(calls: dict[str, Callable[[], Any]]) -> dict[str, int]:
+    """Each call once, untimed, under FlopCounterMode, and its FLOPs: the warm-up that timing
+    needs and the FLOP count from one run (a separate counting run costs a sera-b forward more,
+    30 s at batch 8). Then time with ``time_interleaved(..., warmup=0)``."""
+    return {name: count_flops(call) for name, call in calls.items()}
+
+
 def count_params(module: torch.nn.Module, trainable: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
 

@@ -39,10 +39,12 @@ def model_variants(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             return model(pixels, ids)
 
     calls = {name: (lambda m=m: forward(m)) for name, m in models.items()}
-    timings = common.time_interleaved(calls, args.repeats, device=device, budget_s=args.budget)
+    flops = common.warm_up(calls)
+    timings = common.time_interleaved(calls, args.repeats, warmup=0, device=device,
+                                      budget_s=args.budget)
     out = {}
     for name, model in models.items():
-        out[name] = {"latency": timings[name], "flops": common.count_flops(calls[name]),
+        out[name] = {"latency": timings[name], "flops": flops[name],
                      "params": common.count_params(model)}
     out["_full_model"] = models["full"]
     return out
@@ -69,11 +71,11 @@ def single_experts(model: torch.nn.Module, batch: int, repeats: int) -> list[dic
             key = f"{stage}.{name}"
             calls[key] = call
             rows.append({"expert": key, "input": f"({batch}, {dim}, {grid}, {grid})",
-                         "copies": copies, "flops": common.count_flops(call),
-                         "params": common.count_params(expert)})
-    timings = common.time_interleaved(calls, repeats, device=device)
+                         "copies": copies, "params": common.count_params(expert)})
+    flops = common.warm_up(calls)
+    timings = common.time_interleaved(calls, repeats, warmup=0, device=device)
     for row in rows:
-        row["latency"] = timings[row["expert"]]
+        row["latency"], row["flops"] = timings[row["expert"]], flops[row["expert"]]
     return rows
 
 

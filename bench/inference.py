@@ -18,11 +18,6 @@ import torch
 from sera_cli.evaluate import autocast
 
 
-def infer(model: torch.nn.Module, pixels: torch.Tensor, ids: torch.Tensor) -> Any:
-    with torch.inference_mode():
-        return model(pixels, ids)
-
-
 def precisions(device: torch.device) -> list[str]:
     return ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
 
@@ -40,17 +35,20 @@ def measure(name: str, batch: int, precision: str, device: torch.device, args: a
 
     calls = {"forward": forward}
     if with_matmul:
-        calls["matmul"], mm_flops = common.matmul(device)
+        calls["matmul"], _ = common.matmul(device)
     budget = args.budget / (2 if with_matmul else 1)
     with common.peak_memory(device) as memory:
-        timings = common.time_interleaved(calls, args.repeats, device=device, budget_s=budget)
+        flops = common.warm_up(calls)
+        timings = common.time_interleaved(calls, args.repeats, warmup=0, device=device,
+                                          budget_s=budget)
     latency = timings["forward"]
     row: dict[str, Any] = {
         "preset": name, "batch": batch, "precision": precision, "device": device,
-        "latency": latency, "images_per_s": batch / latency.median, **memory,
+        "latency": latency, "images_per_s": batch / latency.median,
+        "gflops_per_image": flops["forward"] / batch / 1e9, **memory,
     }
     if with_matmul:
-        row["matmul_gflops"] = mm_flops / timings["matmul"].median / 1e9
+        row["matmul_gflops"] = flops["matmul"] / timings["matmul"].median / 1e9
     return row
 
 
@@ -66,31 +64,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows, efficiency = [], []
     for name in args.presets.split(","):
         model = common.build(common.model_config(name)).to(device)
-        cfg = model.cfg
-        flops_per_image = common.count_flops(
-            lambda cfg=cfg, model=model: infer(model, *common.inputs(cfg, 1, device)))
         for batch in (int(b) for b in args.batches.split(",")):
             for precision in precisions(device):
                 row = measure(name, batch, precision, device, args, model,
                               with_matmul=precision == "fp32")
-                row["gflops_per_image"] = flops_per_image / 1e9
                 rows.append(row)
                 if "matmul_gflops" in row:
-                    rate = flops_per_image * batch / row["latency"].median / 1e9
+                    rate = row["gflops_per_image"] * batch / row["latency"].median
                     efficiency.append({"preset": name, "batch": batch, "model_gflops": rate,
                                        "matmul_gflops": row["matmul_gflops"],
                                        "ratio": rate / row["matmul_gflops"]})
         del model
     common.print_table(
         f"Inference ({device}, {torch.get_num_threads()} threads): latency over repeated runs "
-        "after one warm-up",
+        "after one warm-up (the run that counts its FLOPs)",
         ["preset", "batch", "precision", "median s", "min s", "max s", "images/s",
          "peak MiB", "added MiB"],
         [[r["preset"], r["batch"], r["precision"], r["latency"].median, r["latency"].min,
           r["latency"].max, r["images_per_s"], r["peak_mib"], r["added_mib"]] for r in rows])
     common.print_table(
         "Efficiency: model FLOP rate vs a 4096x4096 float32 matmul timed in turn with it "
-        "(FLOPs counted at batch 1 by FlopCounterMode; every sample costs the same)",
+        "(FLOPs counted by FlopCounterMode on the warm-up run at the same batch)",
         ["preset", "batch", "model GFLOP/s", "matmul GFLOP/s", "ratio"],
         [[e["preset"], e["batch"], e["model_gflops"], e["matmul_gflops"],
           f"{100 * e['ratio']:.0f}%"] for e in efficiency])

@@ -3,24 +3,27 @@
     python bench/run_all.py [--quick] [--train-to-miou 50]
 
 Runs inference, experts, training and startup (each writes bench/results/<name>.json) and
-writes bench/results/summary.json. `--quick` is passed to every script; `--train-to-miou` to
-training only (it adds about 15 minutes on 2 cores).
+writes bench/results/summary.json. `--quick` is passed to every script and trains to no mIoU;
+`--train-to-miou` (default 50, 0 for none) goes to training, whose trained run then serves
+startup's `sera predict`.
 
 Each script gets a time budget (`--budget`: seconds of timed rounds, past which it stops once
-it has 3 rounds), chosen so that the default mode stays under 10 minutes on 2 idle cores. What
-a budget cannot cut is model building, FLOP counting, warm-up and the first 3 rounds; estimated
-from single sera-b runs on 2 cores (b1 forward ~3 s, 4096^3 matmul ~1.5 s):
-inference ~3 min (sera-b batch 8 alone: 4 forwards of ~25 s), experts ~2 min (four sera-b
-models), training ~0.5 min, startup ~1.5 min (a 2-step `sera train` for the checkpoint, then
-1 + 5 rounds of the three commands). `--quick` (sera-tiny only, 3 rounds) takes 2-4 minutes.
+it has 3 rounds). What a budget cannot cut is model building, the warm-up run (which also
+counts FLOPs) and the first 3 rounds. Measured on 2 cores (12.9 minutes in all): inference
+195 s (sera-b batch 8 alone: 4 forwards of ~31 s), experts 78 s (four sera-b models),
+training 439 s (its steps, then about 400 steps to val mIoU 50 with 5 validations), startup
+57 s. `--train-to-miou 0` leaves out the 7 minutes of training to an mIoU; `--quick`
+(sera-tiny only, 3 rounds) takes 2-4 minutes.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import common
@@ -29,41 +32,56 @@ import inference
 import startup
 import training
 
-#: (name, main, --budget seconds) in the order they run.
+#: (name, main, --budget seconds) in the order they run: training before startup, whose
+#: `sera predict` then loads the model that training trained.
 BENCHES: list[tuple[str, Any, float]] = [
-    ("inference", inference.main, 60.0),
-    ("experts", experts.main, 45.0),
-    ("training", training.main, 30.0),
-    ("startup", startup.main, 45.0),
+    ("inference", inference.main, 20.0),
+    ("experts", experts.main, 20.0),
+    ("training", training.main, 10.0),
+    ("startup", startup.main, 20.0),
 ]
+
+
+def bench_arguments(name: str, budget: float, args: argparse.Namespace, work: Path) -> list[str]:
+    """The command line each script gets: its budget, --quick, and the trained run's folder
+    passed from training (which writes it) to startup (which predicts with it)."""
+    out = ["--budget", f"{budget:g}"] + (["--quick"] if args.quick else [])
+    trained = work / "trained-run"
+    if name == "training" and args.train_to_miou:
+        out += ["--train-to-miou", f"{args.train_to_miou:g}", "--keep-run", str(trained)]
+    if name == "startup" and (trained / "model.safetensors").is_file():
+        out += ["--checkpoint", str(trained)]
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="pass --quick to every script")
-    parser.add_argument("--train-to-miou", type=float, default=None, metavar="MIOU",
-                        help="pass --train-to-miou to training (~15 min more)")
+    parser.add_argument("--quick", action="store_true",
+                        help="pass --quick to every script; no training to an mIoU")
+    parser.add_argument("--train-to-miou", type=float, default=50.0, metavar="MIOU",
+                        help="val mIoU the training run goes to (0: none)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.train_to_miou = 0.0
     began = time.perf_counter()
     results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     failed: dict[str, str] = {}
-    for name, bench_main, budget in BENCHES:
-        bench_args = ["--budget", f"{budget:g}"] + (["--quick"] if args.quick else [])
-        if name == "training" and args.train_to_miou is not None:
-            bench_args += ["--train-to-miou", f"{args.train_to_miou:g}"]
-        print(f"\n=== {name}: python bench/{name}.py {' '.join(bench_args)}", flush=True)
-        start = time.perf_counter()
-        try:
-            results[name] = bench_main(bench_args)
-        except Exception as exc:  # the others still run; the exit status says it failed
-            traceback.print_exc()
-            failed[name] = f"{type(exc).__name__}: {exc}"
-        except SystemExit as exc:  # a script's own one-line refusal
-            failed[name] = str(exc.code)
-            print(f"{name} stopped: {exc.code}", file=sys.stderr)
-        seconds[name] = time.perf_counter() - start
-        common.release_memory()  # the next script's peak memory starts from what is in use
+    with tempfile.TemporaryDirectory(prefix="sera-bench-") as tmp:
+        for name, bench_main, budget in BENCHES:
+            bench_args = bench_arguments(name, budget, args, Path(tmp))
+            print(f"\n=== {name}: python bench/{name}.py {' '.join(bench_args)}", flush=True)
+            start = time.perf_counter()
+            try:
+                results[name] = bench_main(bench_args)
+            except Exception as exc:  # the others still run; the exit status says it failed
+                traceback.print_exc()
+                failed[name] = f"{type(exc).__name__}: {exc}"
+            except SystemExit as exc:  # a script's own one-line refusal
+                failed[name] = str(exc.code)
+                print(f"{name} stopped: {exc.code}", file=sys.stderr)
+            seconds[name] = time.perf_counter() - start
+            common.release_memory()  # the next script's peak memory starts from what is in use
 
     rows = []
     for name, result in results.items():

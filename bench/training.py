@@ -1,14 +1,16 @@
 """Training speed and memory of sera-tiny on the CPU: samples/s of training steps at the preset's
 batch size (and more with --batches), data loading timed apart from the step's compute; with
---train-to-miou, the wall time a real `Trainer.fit()` with the preset's defaults takes to reach
-a val mIoU.
+--train-to-miou, the time a real `Trainer.fit()` with the preset's defaults (what a bare
+`sera train` runs) takes to reach a val mIoU.
 
-    python bench/training.py [--quick] [--batches 16,32] [--train-to-miou 50 [--max-steps N]]
+    python bench/training.py [--quick] [--batches 16,32]
+                             [--train-to-miou 50 [--val-every 100] [--max-steps N]]
 
 Steps run on the synthetic data set (`sera_cli.data.default.ensure_synthetic`, synthesized on
-first use), with the built-in plugin only, in a throw-away run folder. `--train-to-miou` trains
-the full preset schedule (about 15 minutes on 2 cores), so it is off by default; `--max-steps`
-cuts it short to check that it runs.
+first use), with the built-in plugin only, in a throw-away run folder. `--train-to-miou 50`
+trains about 300 steps (5 minutes on 2 cores), validating every `--val-every` steps, and stops
+at the first validation that reaches the target; `--max-steps` cuts it short to check that it
+runs. `run_all.py` passes `--train-to-miou 50`.
 """
 
 from __future__ import annotations
@@ -108,17 +110,21 @@ class _Clock:
         self.began, self.total_steps = time.perf_counter(), total_steps
 
     def step(self, logs: dict[str, Any]) -> None:
-        self.steps = logs["step"]
-        if self.steps % 50 == 0:  # fit() reports every log_every (10) steps
-            print(f"  step {self.steps}/{self.total_steps}: loss {logs['loss']:.3f}, "
+        if logs["step"] % 50 == 0:  # fit() reports every log_every (10) steps
+            print(f"  step {logs['step']}/{self.total_steps}: loss {logs['loss']:.3f}, "
                   f"{logs['samples_per_s']:.1f} samples/s, "
                   f"{time.perf_counter() - self.began:.0f} s", flush=True)
 
     def note(self, text: str) -> None:
         print(text)
 
-    def timed_validate(self, validate: Callable[[], Any]) -> Callable[[], Any]:
+    def timed_validate(self, trainer: Trainer) -> Callable[[], Any]:
+        """The trainer's `validate`, timed, noting the step it validates at (an epoch's end
+        need not be a step that `fit()` reports)."""
+        validate = trainer.validate
+
         def wrapper() -> Any:
+            self.steps = trainer.step
             self.validating_since = time.perf_counter()
             try:
                 return validate()
@@ -141,16 +147,21 @@ class _Clock:
             raise _Reached
 
 
-def train_to_miou(target: float, data_root: Path, max_steps: int | None) -> dict[str, Any]:
-    """A real `fit()` with the preset's defaults, stopped when val mIoU first reaches ``target``
-    (validation runs at the end of each epoch, so the time is an epoch's end)."""
+def train_to_miou(target: float, data_root: Path, val_every: int, max_steps: int | None,
+                  keep_run: Path | None = None) -> dict[str, Any]:
+    """A real `fit()` with the preset's defaults, stopped when val mIoU first reaches ``target``;
+    it validates every ``val_every`` steps, so the time found is at most that many steps late.
+    The run folder goes to ``keep_run`` if given (`run_all.py` hands it to startup.py), else to
+    a temporary folder."""
     clock = _Clock(target)
-    overrides = {} if max_steps is None else {"max_steps": max_steps}
+    overrides: dict[str, Any] = {"val_every": val_every}
+    if max_steps is not None:
+        overrides["max_steps"] = max_steps
     with tempfile.TemporaryDirectory(prefix="sera-bench-fit-") as tmp:
         began = time.perf_counter()
-        t = trainer(Path(tmp) / "run", data_root, reporter=clock, **overrides)
+        t = trainer(keep_run or Path(tmp) / "run", data_root, reporter=clock, **overrides)
         setup_s = time.perf_counter() - began
-        t.validate = clock.timed_validate(t.validate)  # type: ignore[method-assign]
+        t.validate = clock.timed_validate(t)  # type: ignore[method-assign]
         print(f"\ntraining {PRESET} to val mIoU {target:g}: {t.total_steps} steps at most, "
               f"{t.steps_per_epoch} per epoch, batch {t.cfg.batch_size}", flush=True)
         reached = False
@@ -160,8 +171,8 @@ def train_to_miou(target: float, data_root: Path, max_steps: int | None) -> dict
             reached = True
     first = clock.epochs[-1] if reached else None
     return {"preset": PRESET, "device": DEVICE, "target_miou": target, "reached": reached,
-            "setup_s": setup_s, "max_steps": max_steps, "total_steps": clock.total_steps,
-            "epochs": clock.epochs,
+            "setup_s": setup_s, "max_steps": max_steps, "val_every": val_every,
+            "total_steps": clock.total_steps, "epochs": clock.epochs,
             "best_miou": max((e["val_miou"] for e in clock.epochs
                               if e["val_miou"] is not None), default=None),
             "wall_s": first["wall_s"] if first else None,
@@ -177,7 +188,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help=f"batch sizes, comma-separated (the preset's is {preset_batch})")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--train-to-miou", type=float, default=None, metavar="MIOU",
-                        help="also train with fit() until val mIoU reaches this (~15 min)")
+                        help="also train with fit() until val mIoU reaches this (~5 min)")
+    parser.add_argument("--val-every", type=int, default=100,
+                        help="with --train-to-miou: steps between validations")
+    parser.add_argument("--keep-run", type=Path, default=None, metavar="DIR",
+                        help="with --train-to-miou: write the run folder here and keep it")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="with --train-to-miou: stop after this many steps (a smoke test)")
     common.add_timing_arguments(parser, budget=30.0)
@@ -210,12 +225,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"rows": rows, "headline": headline}
 
     if args.train_to_miou is not None:
-        fit = train_to_miou(args.train_to_miou, data_root, args.max_steps)
+        fit = train_to_miou(args.train_to_miou, data_root, args.val_every, args.max_steps,
+                            args.keep_run)
         common.print_table(
             f"Time to val mIoU {fit['target_miou']:g}: {PRESET}, preset defaults, {DEVICE}, "
             f"{torch.get_num_threads()} threads; wall = since fit() started (model already "
-            "built), training = wall less every validation (evaluation + checkpoint save), "
-            "at each end-of-epoch validation"
+            "built), training = wall less every validation (evaluation + checkpoint save); "
+            f"validation every {fit['val_every']} steps and at each epoch's end"
             + ("" if fit["max_steps"] is None else f"; cut at --max-steps {fit['max_steps']}"),
             ["step", "val mIoU", "wall s", "training s", "validation s", "reached"],
             [[e["step"], e["val_miou"], e["wall_s"], e["train_s"], e["validation_s"],
