@@ -9,11 +9,12 @@ startup's `sera predict`.
 
 Each script gets a time budget (`--budget`: seconds of timed rounds, past which it stops once
 it has 3 rounds). What a budget cannot cut is model building, the warm-up run (which also
-counts FLOPs) and the first 3 rounds. Measured on 2 cores (12.9 minutes in all): inference
-195 s (sera-b batch 8 alone: 4 forwards of ~31 s), experts 78 s (four sera-b models),
-training 439 s (its steps, then about 400 steps to val mIoU 50 with 5 validations), startup
-57 s. `--train-to-miou 0` leaves out the 7 minutes of training to an mIoU; `--quick`
-(sera-tiny only, 3 rounds) takes 2-4 minutes.
+counts FLOPs) and the first 3 rounds. Measured on 2 cores (`nox -s bench`, 12 min 15 s in all):
+inference 179 s (sera-b batch 8 alone: 4 forwards of ~28 s), experts 76 s (four sera-b models,
+3 rounds at a budget of 20; 45 now, for about 5 rounds and 25 s more), training 411 s (its
+steps, then 400 steps to val mIoU 50 with 5 validations), startup 50 s. `--train-to-miou 0`
+leaves out the 7 minutes of training to an mIoU; `--quick` (sera-tiny only, 3 rounds) takes
+2-4 minutes.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import training
 #: `sera predict` then loads the model that training trained.
 BENCHES: list[tuple[str, Any, float]] = [
     ("inference", inference.main, 20.0),
-    ("experts", experts.main, 20.0),
+    ("experts", experts.main, 45.0),
     ("training", training.main, 10.0),
     ("startup", startup.main, 20.0),
 ]
