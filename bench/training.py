@@ -8,7 +8,7 @@ batch size (and more with --batches), data loading timed apart from the step's c
 
 Steps run on the synthetic data set (`sera_cli.data.default.ensure_synthetic`, synthesized on
 first use), with the built-in plugin only, in a throw-away run folder. `--train-to-miou 50`
-trains about 300 steps (5 minutes on 2 cores), validating every `--val-every` steps, and stops
+trains about 400 steps (7 minutes on 2 cores), validating every `--val-every` steps, and stops
 at the first validation that reaches the target; `--max-steps` cuts it short to check that it
 runs. `run_all.py` passes `--train-to-miou 50`.
 """
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help=f"batch sizes, comma-separated (the preset's is {preset_batch})")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--train-to-miou", type=float, default=None, metavar="MIOU",
-                        help="also train with fit() until val mIoU reaches this (~5 min)")
+                        help="also train with fit() until val mIoU reaches this (~7 min)")
     parser.add_argument("--val-every", type=int, default=100,
                         help="with --train-to-miou: steps between validations")
     parser.add_argument("--keep-run", type=Path, default=None, metavar="DIR",

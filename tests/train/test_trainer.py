@@ -133,6 +133,7 @@ def test_lr_schedule_warmup_and_steps() -> None:
     ("topk", 5, "--topk 5 is out of range: choose 1 to 4"),
     ("experts", "spatial,spatial", "--experts names spatial more than once"),
     ("schedule", "linear", "--schedule 'linear' is not one of step, cosine, constant"),
+    ("val_every", -1, "--val-every must not be negative"),
 ])
 def test_bad_options_are_named(option: str, value: Any, message: str) -> None:
     with pytest.raises(SeraError, match=message):
@@ -152,8 +153,3 @@ def test_val_every_validates_inside_epochs_and_once_at_the_end(tmp_path: Path,
     trainer.fit()
     records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "val" in r] == [2, 4, 5]
-
-
-def test_negative_val_every_is_refused(tmp_path: Path, synth_data_root: Path) -> None:
-    with pytest.raises(SeraError, match="--val-every must not be negative"):
-        make_trainer(tmp_path / "run", synth_data_root, val_every=-1)
