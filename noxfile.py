@@ -32,9 +32,11 @@ def slow(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Lint with ruff."""
-    session.install("ruff")
+    """Lint with ruff, and check the package's layers with import-linter."""
+    session.install("ruff", "import-linter>=2.1")
     session.run("ruff", "check", "sera_cli", "plugins", "tests", "bench", "noxfile.py")
+    session.install("-e", ".", "--no-deps")  # lint-imports reads the installed package
+    session.run("lint-imports")
 
 
 @nox.session

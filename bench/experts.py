@@ -20,8 +20,8 @@ from sera_cli.model.peft import parameter_counts
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "full": {},
-    "no experts": {"adapter_experts": [], "fusion_experts": []},
-    "adapter experts only": {"fusion_experts": []},
+    "no experts": {"adapter_experts": [], "experts": []},
+    "adapter experts only": {"experts": []},
     "fusion experts only": {"adapter_experts": []},
 }
 
@@ -55,7 +55,7 @@ def single_experts(model: torch.nn.Module, batch: int, repeats: int) -> list[dic
     cfg = model.cfg
     grid = cfg.grid_size
     blocks = len(cfg.adapter_blocks)
-    stages = [("fusion", model.fusion, cfg.fusion_experts, cfg.fusion_dim, 1)]
+    stages = [("fusion", model.fusion, cfg.experts, cfg.fusion_dim, 1)]
     first_adapter = next(iter(model.vision.adapters.values()))
     stages.append(("adapter", first_adapter.experts, cfg.adapter_experts, cfg.adapter_dim,
                    blocks))

@@ -15,7 +15,7 @@ from typing import Any
 import common
 import torch
 
-from sera_cli.evaluate import autocast
+from sera_cli.engine.evaluation import autocast
 
 
 def precisions(device: torch.device) -> list[str]:

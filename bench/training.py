@@ -25,9 +25,9 @@ from typing import Any
 import common
 import torch
 
-from sera_cli.config import preset
+from sera_cli.config import TrainConfig, preset, train_defaults
 from sera_cli.data.default import ensure_synthetic
-from sera_cli.train import TRAIN_PRESETS, TrainConfig, Trainer
+from sera_cli.engine.training import Trainer
 
 PRESET = "sera-tiny"
 DEVICE = "cpu"
@@ -44,7 +44,7 @@ def registry() -> Any:
 
 def trainer(run: Path, data_root: Path, reporter: Any = None, **overrides: Any) -> Trainer:
     """A sera-tiny Trainer with the preset's training defaults, some fields replaced."""
-    values = {**TRAIN_PRESETS[PRESET], "device": DEVICE, **overrides}
+    values = {**train_defaults(PRESET), "device": DEVICE, **overrides}
     return Trainer(preset(PRESET), TrainConfig(**values), run, data_root, registry=registry(),
                    reporter=reporter)
 
@@ -183,7 +183,7 @@ def train_to_miou(target: float, data_root: Path, val_every: int, max_steps: int
 # -- main ----------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    preset_batch = TRAIN_PRESETS[PRESET]["batch_size"]
+    preset_batch = train_defaults(PRESET)["batch_size"]
     parser.add_argument("--batches", default=str(preset_batch),
                         help=f"batch sizes, comma-separated (the preset's is {preset_batch})")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")

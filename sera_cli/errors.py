@@ -32,3 +32,7 @@ class SeraError(Exception):
                     self.add_note(args[0])
                 return
         super().__init__(*args)
+
+
+class RenamedKeyWarning(UserWarning):
+    """A file used a key under its old name; it was read under the new one (docs/formats.md)."""

@@ -21,6 +21,7 @@ from typing import Any
 import pluggy
 
 from sera_cli import hookspecs
+from sera_cli.config.model import PluginUse
 from sera_cli.errors import SeraError
 from sera_cli.hookspecs import STAGES, ExpertSpec, RouterSpec
 
@@ -115,6 +116,15 @@ class Registry:
                 f"{_closest(name, known)}{self._broken_hint()}"
             )
         return spec
+
+    def spec(self, use: PluginUse) -> ExpertSpec | RouterSpec:
+        """The spec a config's PluginUse names (an unknown name raises, listing the known)."""
+        return self.expert(use.stage, use.name) if use.kind == "expert" else self.router(use.name)
+
+    def has(self, use: PluginUse) -> bool:
+        if use.kind == "expert":
+            return (use.stage, use.name) in self.experts
+        return use.name in self.routers
 
     def provenance(self, spec: ExpertSpec | RouterSpec) -> dict[str, str | None]:
         info = self.plugins[spec.plugin]

@@ -1,10 +1,45 @@
-"""Shared fixtures. Data fixtures build their data sets in temporary folders, never in the repo."""
+"""Shared fixtures. Data fixtures build their data sets in temporary folders, never in the repo,
+and every test runs with the built-in plugins only and its own cache folder."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import builtin_registry as _builtin_registry
+
+from sera_cli.config import ModelConfig, preset
+from sera_cli.registry import Registry, default_registry
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sera-cache")
+
+
+@pytest.fixture(autouse=True)
+def pinned_environment(monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> Iterator[None]:
+    """Built-in plugins only (whatever is installed), no debug, and a cache folder of the test
+    session's own, inherited by subprocesses: tests never read or write ~/.cache/sera.
+    `sera -p` and `--debug` write os.environ; monkeypatch undoes that."""
+    monkeypatch.setenv("SERA_LOAD_PLUGINS", "builtin")
+    monkeypatch.setenv("SERA_PLUGINS", "")
+    monkeypatch.setenv("SERA_DEBUG", "")
+    monkeypatch.setenv("SERA_CACHE", str(session_cache))
+    default_registry.cache_clear()
+    yield
+    default_registry.cache_clear()
+
+
+@pytest.fixture
+def builtin_registry() -> Registry:
+    return _builtin_registry()
+
+
+@pytest.fixture
+def tiny_cfg() -> ModelConfig:
+    return preset("sera-tiny")
 
 
 @pytest.fixture(scope="session")
@@ -26,15 +61,11 @@ def trained_run(synth_data_root: Path, tmp_path_factory: pytest.TempPathFactory)
 
     Session-scoped and read-only; its quality is irrelevant, its files are what tests read.
     """
-    import sera_builtin
-
-    from sera_cli.registry import create_registry
-    from sera_cli.run_config import build_configs
-    from sera_cli.train import Trainer
+    from sera_cli.config.layering import build_configs
+    from sera_cli.engine.training import Trainer
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
     model_cfg, train_cfg = build_configs({"preset": "sera-tiny", "data": str(synth_data_root),
-                                          "max_steps": 3, "batch_size": 4})
-    registry = create_registry(plugins=[sera_builtin], entry_points=False)
-    Trainer(model_cfg, train_cfg, run, synth_data_root, registry=registry).fit()
+                                          "max_steps": 3, "batch_size": 4, "device": "cpu"})
+    Trainer(model_cfg, train_cfg, run, synth_data_root, registry=_builtin_registry()).fit()
     return run

@@ -160,7 +160,7 @@ def test_image_past_the_bomb_limit_is_refused_before_decoding(images: dict[str, 
     first, a genuine image, takes 100 MB; the second's header claims 3.6 GB)."""
     probe = (
         "import resource, sys\n"
-        "from sera_cli.data.refer import load_image\n"
+        "from sera_cli.data.images import load_image\n"
         "from sera_cli.errors import SeraError\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "for path in sys.argv[1:]:\n"
@@ -258,9 +258,9 @@ def _broken_run(trained_run: Path, tmp_path: Path, damage: str) -> Path:
         state["fusion.experts.0.project.weight"] = state["fusion.experts.0.project.weight"][:1]
         save_file(state, weights)
     elif damage in ("expert not installed", "router not installed"):
-        key, name = (("fusion_experts", "warp"), ("fusion_router", "hash"))[
+        key, name = (("experts", "warp"), ("router", "hash"))[
             damage == "router not installed"]
-        if key == "fusion_experts":
+        if key == "experts":
             config["model"][key][0] = name
             config["plugins"][f"fusion expert {name}"] = {
                 "plugin": "warp", "distribution": "sera-warp-experts", "version": "0.3"}
@@ -473,12 +473,12 @@ def test_bad_config_file_names_the_key(tmp_path: Path, text: str, culprits: list
 
 
 def test_config_file_numbers_written_as_text_are_read(tmp_path: Path) -> None:
-    from sera_cli.run_config import build_configs, read_config_file
+    from sera_cli.config.layering import build_configs, read_config_file
 
     config = tmp_path / "options.yaml"
     config.write_text("lr: 1e-3\nexperts: [spatial, shape]\n")  # YAML reads 1e-3 as a string
     model, train = build_configs(read_config_file(config))
-    assert train.lr == 0.001 and model.top_k == 2  # an unset top-k follows the experts given
+    assert train.lr == 0.001 and model.topk == 2  # an unset top-k follows the experts given
 
 
 def test_bad_config_files(tmp_path: Path) -> None:

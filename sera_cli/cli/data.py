@@ -87,8 +87,8 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Count refs, sentences, images and bad entries per split; exit 1 if any entry is bad."""
-    from sera_cli.data.refer import check as check_data
-    from sera_cli.data.refer import find_datasets
+    from sera_cli.data.check import check as check_data
+    from sera_cli.data.check import find_datasets
 
     if dataset is None:
         found = find_datasets(data)

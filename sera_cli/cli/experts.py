@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
 import typer
+
+from sera_cli.cli import options
 
 app = typer.Typer(help="Experts registered by plugins.", no_args_is_help=True)
 routers_app = typer.Typer(help="Routers registered by plugins.", no_args_is_help=True)
 
-# Widths at which parameters are counted: sera-b's adapter and fusion widths.
-REFERENCE_WIDTH = {"adapter": 128, "fusion": 512}
-ROUTER_REFERENCE = (512, 4, 2)  # channels, experts, top-k
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-def _problems(registry: Any) -> dict[str, list[Any]]:
-    return {
-        "broken": [{"plugin": p.name, "source": p.source, "error": p.error}
-                   for p in registry.plugins.values() if p.error],
-        "conflicts": sorted(registry.conflicts.values()),
-    }
 
 
 def _print_table(title: str, columns: list[str], rows: list[list[str]],
@@ -44,26 +34,14 @@ def _print_table(title: str, columns: list[str], rows: list[list[str]],
 
 
 @app.command("list")
-def list_experts(as_json: JsonOption = False) -> None:
+def list_experts(as_json: options.Json = False) -> None:
     """List every registered expert: name, stage, plugin, parameters, description."""
-    from sera_cli.cli.param_cache import ParamCountCache
+    from sera_cli.analysis.listing import expert_rows, problems_of
     from sera_cli.registry import default_registry
 
     registry = default_registry()
-    counts = ParamCountCache()
-    rows = []
-    for (stage, name), spec in sorted(registry.experts.items()):
-        info = registry.plugins[spec.plugin]
-        width = REFERENCE_WIDTH[stage]
-        rows.append({
-            "name": name, "stage": stage, "plugin": info.name,
-            "distribution": info.distribution, "version": info.version,
-            "params": counts.count(spec.factory, (width,),
-                                   lambda spec=spec, width=width: spec.build(width)),
-            "reference_width": width, "description": spec.description,
-        })
-    counts.save()
-    problems = _problems(registry)
+    rows = expert_rows(registry)
+    problems = problems_of(registry)
     if as_json:
         routers = [{"name": s.name, "plugin": s.plugin, "sparse": s.sparse}
                    for s in registry.routers.values()]
@@ -78,25 +56,14 @@ def list_experts(as_json: JsonOption = False) -> None:
 
 
 @routers_app.command("list")
-def list_routers(as_json: JsonOption = False) -> None:
+def list_routers(as_json: options.Json = False) -> None:
     """List every registered router: name, kind, plugin, parameters, description."""
-    from sera_cli.cli.param_cache import ParamCountCache
+    from sera_cli.analysis.listing import problems_of, router_rows
     from sera_cli.registry import default_registry
 
     registry = default_registry()
-    counts = ParamCountCache()
-    rows = []
-    for name, spec in sorted(registry.routers.items()):
-        info = registry.plugins[spec.plugin]
-        rows.append({
-            "name": name, "sparse": spec.sparse, "plugin": info.name,
-            "distribution": info.distribution, "version": info.version,
-            "params": counts.count(spec.factory, ROUTER_REFERENCE,
-                                   lambda spec=spec: spec.build(*ROUTER_REFERENCE)),
-            "description": spec.description,
-        })
-    counts.save()
-    problems = _problems(registry)
+    rows = router_rows(registry)
+    problems = problems_of(registry)
     if as_json:
         typer.echo(json.dumps({"routers": rows, **problems}, indent=2))
         return

@@ -89,10 +89,10 @@ def predict(
     from PIL import Image
 
     from sera_cli.data.tokenize import clean_expression
+    from sera_cli.engine.inference import Predictor
+    from sera_cli.engine.inference import overlay as draw_overlay
     from sera_cli.errors import SeraError
-    from sera_cli.predict import Predictor
-    from sera_cli.predict import overlay as draw_overlay
-    from sera_cli.runs import resolve_run
+    from sera_cli.runs.folders import resolve_run
 
     if batch is not None and image is not None:
         raise SeraError("give either IMAGE EXPRESSION or --batch FILE, not both")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,14 @@ class TrainProgress:
 
     def note(self, text: str) -> None:
         self.progress.console.print(text)
+
+
+def progress_factory(progress: Progress, prefix: str = "") -> Callable[[str, int],
+                                                                       Callable[[int], None]]:
+    """The engine's ProgressFactory drawn as one bar per piece of work on ``progress``."""
+
+    def factory(label: str, total: int) -> Callable[[int], None]:
+        task = progress.add_task(f"{prefix}{label}", total=total, info="")
+        return lambda n: progress.advance(task, n)
+
+    return factory

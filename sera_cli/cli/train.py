@@ -1,4 +1,7 @@
-"""``sera train``: options in, a run folder out. The loop itself is ``sera_cli.train``."""
+"""``sera train``: options in, a run folder out. The loop itself is ``sera_cli.engine.training``.
+
+Each option is named after the config field it sets (``--topk`` sets ``ModelConfig.topk``), so
+the options typed on the command line are handed to ``config.layering`` by name."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ O = typer.Option  # noqa: E741 - keeps the long option list readable
 
 
 def train(
+    ctx: typer.Context,
     preset: Annotated[str | None, O(help="Model preset: sera-tiny (CPU), sera-b (paper), "
                                          "sera-l.")] = None,
     data: Annotated[Path | None, O(help="Data root in the refer layout; default: the "
@@ -75,19 +79,12 @@ def train(
     as_json: Annotated[bool, O("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Train SERA. A bare `sera train` trains sera-tiny on the synthetic set on the CPU."""
-    given = {k: v for k, v in locals().items()  # the options set on the command line
-             if v is not None and k not in ("config", "resume", "as_json", "out")}
     from sera_cli.cli.progress import TrainProgress, bar, err
-    from sera_cli.config import ModelConfig
-    from sera_cli.train import TrainConfig, Trainer
+    from sera_cli.engine.training import Trainer
 
+    given = _given_on_command_line(ctx)
     if resume is not None:
-        from sera_cli.checkpoint import read_config
-        from sera_cli.runs import last_checkpoint
-
-        stored = read_config(last_checkpoint(resume))  # the run's own config.json comes later
-        model_cfg = ModelConfig.from_dict(stored["model"])
-        train_cfg = TrainConfig.from_dict(stored["train"])
+        model_cfg, train_cfg = _resumed(resume, given, config)
         run = resume
     else:
         model_cfg, train_cfg, run = _fresh(given, config, out)
@@ -105,14 +102,52 @@ def train(
         err.print(f"run saved in {summary['run']} (best val mIoU {summary['best_val_miou']:.2f})")
 
 
+#: Parameters of `sera train` that are not configuration values.
+_NOT_VALUES = {"config", "resume", "as_json", "out", "vision_weights", "text_weights"}
+
+
+def _given_on_command_line(ctx: typer.Context) -> dict[str, Any]:
+    """The options the user typed, by name: each is the config field of the same name."""
+    return {name: value for name, value in ctx.params.items()
+            if name not in _NOT_VALUES and value is not None
+            and ctx.get_parameter_source(name).name == "COMMANDLINE"}
+
+
 def _fresh(given: dict[str, Any], config: Path | None, out: Path | None) -> tuple[Any, Any, Path]:
-    from sera_cli.run_config import build_configs, read_config_file
-    from sera_cli.runs import new_run_dir, runs_root
+    from sera_cli.config.layering import build_configs, read_config_file
+    from sera_cli.runs.folders import new_run_dir, runs_root
 
     values = {**(read_config_file(config) if config else {}), **given}
     model_cfg, train_cfg = build_configs(values)
     out = out or (Path(values["out"]) if values.get("out") else None)
     return model_cfg, train_cfg, out or new_run_dir(runs_root(), model_cfg.preset)
+
+
+def _resumed(run: Path, given: dict[str, Any], config: Path | None) -> tuple[Any, Any]:
+    """The run's own configs; options that would change it are refused, except those that
+    cannot change its result (RESUME_SAFE), which apply (docs/cli.md, "Resuming")."""
+    from sera_cli.config.layering import RESUME_SAFE, changed_by, convert, option
+    from sera_cli.errors import SeraError
+    from sera_cli.runs.checkpoints import read_config
+    from sera_cli.runs.folders import last_checkpoint
+
+    if config is not None:
+        raise SeraError(f"--resume {run} continues the run with its own configuration; "
+                        f"--config {config} cannot be applied to it")
+    stored = read_config(last_checkpoint(run))  # the run's own config.json comes later
+    from sera_cli.config import ModelConfig, TrainConfig
+
+    model_cfg = ModelConfig.from_dict(stored["model"])
+    train_cfg = TrainConfig.from_dict(stored["train"])
+    changed = changed_by(given, model_cfg, train_cfg)
+    refused = [name for name in changed if name not in RESUME_SAFE]
+    if refused:
+        raise SeraError(f"--resume {run} continues the run as it was configured; "
+                        f"{', '.join(option(n) for n in refused)} would change it: start a new "
+                        "run instead (sera train --out NEW ...)")
+    for name in changed:
+        setattr(train_cfg, name, convert(name, given[name]))
+    return model_cfg, train_cfg.validate()
 
 
 def _data_root(train_cfg: Any, quiet: bool) -> Path:

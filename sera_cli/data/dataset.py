@@ -103,6 +103,14 @@ class ReferDataset(Dataset):
         }
 
 
+def dataset_for(model_cfg: Any, index: ReferIndex, split: str, augment: bool = False,
+                seed: int = 0) -> ReferDataset:
+    """One split of ``index`` as a model of config ``model_cfg`` reads it: its input size, word
+    length and normalization; augmented only for training."""
+    return ReferDataset(index, split, model_cfg.image_size, model_cfg.text.context_length,
+                        mean=model_cfg.mean, std=model_cfg.std, augment=augment, seed=seed)
+
+
 def collate(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack items into `image` (B,3,S,S), `words` (B,L), `mask` (B,S,S), `index` (B,)."""
     return {

@@ -15,23 +15,22 @@ leave the image folder, whose split name is not a plain name, whose segmentation
 or a sentence that is empty) are found when the index is loaded, so a training run fails at once
 rather than hours in: `ReferIndex.load(..., skip_bad=False)` raises naming how many and the
 first few, and `skip_bad=True` leaves them out and counts them in `index.skipped`. `check()`
-reports them per split without raising.
+(`check.py`) reports them per split without raising.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import struct
-import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from sera_cli.data.images import load_image
+from sera_cli.data.masks import decode_segmentation, segmentation_problem
 from sera_cli.data.safe_pickle import load_refs
 from sera_cli.errors import SeraError
 
@@ -44,7 +43,7 @@ DATASETS: dict[str, tuple[str, ...]] = {
 }
 IMAGE_DIR = PurePosixPath("images/mscoco/images/train2014")
 _SPLIT_ORDER = ("train", "val", "test", "testA", "testB", "testC")
-_MAX_EXAMPLES = 3
+MAX_EXAMPLES = 3
 _SENTENCE_PROBLEMS = {"empty sentence", "malformed sentence"}
 
 
@@ -61,157 +60,11 @@ class ReferSample:
     expr_type: str | None = None
 
 
-@dataclass
-class SplitCheck:
-    """Counts for one split; `problems` maps a kind of bad entry to how many refs have it."""
-
-    refs: int = 0
-    sentences: int = 0
-    images: int = 0
-    bad: int = 0
-    problems: dict[str, int] = field(default_factory=dict)
-    examples: list[str] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class _ImageRecord:
     file_name: str
     width: int
     height: int
-
-
-# --------------------------------------------------------------------------------------- images
-
-
-def load_image(path: str | Path, *, exif: bool = True) -> Image.Image:
-    """Decode an image file as 8-bit RGB, refusing anything that is not a plain, sane image.
-
-    `exif=True` turns the pixels the way a viewer shows them (what a user means by "left" in a
-    photo). Grayscale, CMYK, palette and 16-bit images become RGB, transparent ones are laid on
-    white, animated images give their first frame. Images above Pillow's decompression-bomb limit
-    (`PIL.Image.MAX_IMAGE_PIXELS`) are refused from their header, before any pixel is decoded.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise SeraError(f"image not found: {path}" if not path.exists() else f"not a file: {path}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                opened.load()
-                return _to_rgb(ImageOps.exif_transpose(opened) if exif else opened)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise SeraError(
-            f"{path} is too large to decode safely (more than {Image.MAX_IMAGE_PIXELS} pixels, "
-            "Pillow's decompression-bomb limit); downscale the image first"
-        ) from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
-        raise SeraError(
-            f"cannot read image {path}: {e}; the file is truncated, corrupt or not an image"
-        ) from None
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """Convert any decoded mode to RGB, rescaling 16-bit data rather than clipping it."""
-    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
-        a = np.asarray(im, dtype=np.float64)
-        if im.mode == "F" and a.size and float(a.max()) <= 1.0:
-            a = a * 255.0
-        elif im.mode != "F":
-            a = a / 257.0  # 0..65535 -> 0..255
-        im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return im.convert("RGB")
-
-
-# --------------------------------------------------------------------------------- segmentations
-
-
-def _rle_string_counts(s: str) -> list[int]:
-    """Run lengths of a compressed COCO RLE string (pycocotools' `rleFrString`, in Python).
-
-    pycocotools decodes into a buffer of the declared size; checking the total ourselves keeps a
-    malformed file from being read as a mask of the wrong shape.
-    """
-    counts: list[int] = []
-    p = 0
-    while p < len(s):
-        x = k = 0
-        more = True
-        while more:
-            if p >= len(s):
-                raise ValueError("RLE string ends inside a number")
-            c = ord(s[p]) - 48
-            if not 0 <= c < 64:
-                raise ValueError(f"RLE string has an invalid character {s[p]!r}")
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(counts) > 2:
-            x += counts[-2]
-        counts.append(x)
-    return counts
-
-
-def _segmentation_problem(seg: Any, height: int, width: int) -> str | None:
-    """Why a COCO segmentation cannot be decoded at (height, width), or None when it can."""
-    if isinstance(seg, list):
-        if not seg:
-            return "empty polygon list"
-        for poly in seg:
-            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
-                return "a polygon needs an even number (>= 6) of coordinates"
-            if not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                for v in poly
-            ):
-                return "polygon coordinates must be finite numbers"
-        return None
-    if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
-        return "segmentation is neither a polygon list nor an RLE dict"
-    if list(seg["size"]) != [height, width]:
-        return f"RLE size {seg['size']} differs from the image's [{height}, {width}]"
-    counts = seg["counts"]
-    try:
-        if isinstance(counts, bytes):
-            counts = _rle_string_counts(counts.decode("ascii"))
-        elif isinstance(counts, str):
-            counts = _rle_string_counts(counts)
-    except (ValueError, UnicodeDecodeError) as e:
-        return f"bad compressed RLE: {e}"
-    if not isinstance(counts, list) or not all(
-        isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts
-    ):
-        return "RLE counts must be non-negative integers"
-    if sum(counts) != height * width:
-        return f"RLE counts cover {sum(counts)} pixels, the image has {height * width}"
-    return None
-
-
-def decode_segmentation(seg: Any, height: int, width: int) -> np.ndarray:
-    """(H, W) bool mask from a COCO polygon list, uncompressed RLE or compressed RLE.
-
-    Polygons are rasterized by pycocotools; run lengths are expanded here, with numpy, which also
-    keeps pycocotools' decoder (and its numpy-2 deprecation warning) out of every training step.
-    """
-    if isinstance(seg, list):
-        from pycocotools import mask as mask_utils
-
-        seg = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
-    counts = seg["counts"]
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
-    if isinstance(counts, str):
-        counts = _rle_string_counts(counts)
-    # runs alternate background, foreground, ... over pixels in column-major order
-    flat = np.repeat(np.arange(len(counts)) % 2 == 1, counts)
-    return np.ascontiguousarray(flat.reshape(width, height).T)
 
 
 # --------------------------------------------------------------------------------------- parsing
@@ -361,7 +214,7 @@ def _scan_ref(
         problems.append("annotation of another image")
     elif rec is not None:
         if ann_id not in seg_ok:
-            seg_ok[ann_id] = _segmentation_problem(ann["segmentation"], rec.height, rec.width)
+            seg_ok[ann_id] = segmentation_problem(ann["segmentation"], rec.height, rec.width)
         if seg_ok[ann_id]:
             problems.append("bad segmentation")
     samples = []
@@ -388,11 +241,11 @@ def _scan_ref(
     return _ScannedRef(ref_id, split, image_id, samples, problems)
 
 
-def _describe(ref: _ScannedRef) -> str:
+def describe_ref(ref: _ScannedRef) -> str:
     return f"ref {ref.ref_id}: {', '.join(sorted(set(ref.problems)))}"
 
 
-def _order_splits(names: set[str]) -> list[str]:
+def order_splits(names: set[str]) -> list[str]:
     known = [s for s in _SPLIT_ORDER if s in names]
     return known + sorted(names - set(known))
 
@@ -437,12 +290,12 @@ class ReferIndex:
         left out, and `index.skipped` counts the refs affected per split.
         """
         root = Path(data_root)
-        scan, images, anns, split_by = _scan(root, dataset, split_by)
+        scan, images, anns, split_by = scan_refs(root, dataset, split_by)
         samples: dict[str, list[ReferSample]] = {}
         skipped: Counter[str] = Counter()
         bad = [ref for ref in scan if ref.problems]
         if bad and not skip_bad:
-            examples = "; ".join(_describe(ref) for ref in bad[:_MAX_EXAMPLES])
+            examples = "; ".join(describe_ref(ref) for ref in bad[:MAX_EXAMPLES])
             raise SeraError(
                 f"{len(bad)} bad entries in {root / dataset} (refs({split_by}).p), e.g. "
                 f"{examples}; run `sera data check {root} --dataset {dataset}` to count them per "
@@ -458,7 +311,7 @@ class ReferIndex:
 
     def splits(self) -> list[str]:
         """Split names present, in the conventional order (train, val, test, testA, testB, ...)."""
-        return _order_splits(set(self._samples))
+        return order_splits(set(self._samples))
 
     def samples(self, split: str) -> list[ReferSample]:
         """Every (ref, sentence) sample of a split, in file order."""
@@ -504,7 +357,7 @@ class ReferIndex:
         return decode_segmentation(self._anns[sample.ann_id]["segmentation"], rec.height, rec.width)
 
 
-def _scan(
+def scan_refs(
     root: Path, dataset: str, split_by: str | None
 ) -> tuple[list[_ScannedRef], dict[int, _ImageRecord], dict[int, Any], str]:
     instances_path, refs_path, split_by = _resolve_paths(root, dataset, split_by)
@@ -515,53 +368,3 @@ def _scan(
     image_dir = root / IMAGE_DIR
     scanned = [_scan_ref(r, images, anns, image_dir, file_ok, seg_ok) for r in refs]
     return scanned, images, anns, split_by
-
-
-@dataclass
-class CheckReport:
-    """What `check` found: per-split counts for one data set."""
-
-    root: str
-    dataset: str
-    split_by: str
-    splits: dict[str, SplitCheck]
-
-    @property
-    def bad(self) -> int:
-        """Refs with any problem, over all splits."""
-        return sum(c.bad for c in self.splits.values())
-
-
-def find_datasets(data_root: str | Path) -> list[str]:
-    """Names of the dataset folders under a data root (those holding an instances.json)."""
-    root = Path(data_root)
-    if not root.is_dir():
-        raise SeraError(f"data folder not found: {root}")
-    return sorted(p.parent.name for p in root.glob("*/instances.json"))
-
-
-def check(data_root: str | Path, dataset: str, split_by: str | None = None) -> CheckReport:
-    """Count refs, sentences, images and bad entries per split, without raising on bad entries.
-
-    A file-level problem (missing folder, instances.json or refs file, unreadable pickle) still
-    raises SeraError: there is nothing to count.
-    """
-    scan, _, _, split_by = _scan(Path(data_root), dataset, split_by)
-    splits: dict[str, SplitCheck] = {}
-    images: dict[str, set[Any]] = {}
-    for ref in scan:
-        c = splits.setdefault(ref.split, SplitCheck())
-        c.refs += 1
-        c.sentences += len(ref.samples)
-        if ref.image_id is not None:
-            images.setdefault(ref.split, set()).add(ref.image_id)
-        if ref.problems:
-            c.bad += 1
-            for p in sorted(set(ref.problems)):
-                c.problems[p] = c.problems.get(p, 0) + 1
-            if len(c.examples) < _MAX_EXAMPLES:
-                c.examples.append(_describe(ref))
-    for split, ids in images.items():
-        splits[split].images = len(ids)
-    ordered = {s: splits[s] for s in _order_splits(set(splits))}
-    return CheckReport(str(data_root), dataset, split_by, ordered)

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sera_cli.data.refer import IMAGE_DIR, decode_segmentation
+from sera_cli.data.masks import decode_segmentation
+from sera_cli.data.refer import IMAGE_DIR
 from sera_cli.errors import SeraError
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star")

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from sera_cli.config import LossConfig
-from sera_cli.model.routing import Routing, assignment_loss, load_balance_loss, z_loss
+from sera_cli.model.regularizers import assignment_loss, load_balance_loss, z_loss
+from sera_cli.model.routing import Routing
 from sera_cli.model.sera import SeraOutput
 
 
@@ -20,11 +21,10 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> t
 def routing_losses(routings: dict[str, Routing]) -> dict[str, torch.Tensor]:
     """Each regularizer summed over routers (zero when the model has none)."""
     zero = torch.zeros(())
-    parts = {"z": zero, "balance": zero, "assignment": zero}
-    for r in routings.values():
-        parts = {"z": parts["z"] + z_loss(r), "balance": parts["balance"] + load_balance_loss(r),
-                 "assignment": parts["assignment"] + assignment_loss(r)}
-    return parts
+    regularizers = {"z_loss": z_loss, "balance_loss": load_balance_loss,
+                    "assignment_loss": assignment_loss}  # keyed by their LossConfig weights
+    return {name: sum((f(r) for r in routings.values()), start=zero)
+            for name, f in regularizers.items()}
 
 
 def sera_loss(output: SeraOutput, mask: torch.Tensor,

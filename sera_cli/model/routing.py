@@ -1,7 +1,7 @@
-"""What a router returns, the routed mixture of experts, and the regularizers against collapse.
+"""What a router returns, and the routed mixture of experts behind one router.
 
 Every router (soft or sparse, built-in or from a plugin) returns a ``Routing``; the regularizers
-read only that, so they apply to any router by name.
+(``regularizers.py``) read only that, so they apply to any router by name.
 """
 
 from __future__ import annotations
@@ -23,38 +23,6 @@ class Routing:
 
     gates: torch.Tensor
     logits: torch.Tensor
-
-
-def cv_squared(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
-    """Squared coefficient of variation: zero when all entries are equal, large when one
-    dominates."""
-    if x.numel() <= 1:
-        return x.new_zeros(())
-    return x.float().var(unbiased=False) / (x.float().mean() ** 2 + eps)
-
-
-def z_loss(routing: Routing) -> torch.Tensor:
-    """Mean square of the router logits: keeps them small so the softmax stays trainable."""
-    return routing.logits.float().pow(2).mean()
-
-
-def load_balance_loss(routing: Routing) -> torch.Tensor:
-    """CV^2 of the gate weight each expert receives, summed over the batch (importance)."""
-    return cv_squared(routing.gates.sum(0))
-
-
-def assignment_loss(routing: Routing) -> torch.Tensor:
-    """CV^2 of how many samples each expert receives.
-
-    The count of samples with a non-zero gate has no gradient, so the count is relaxed to the
-    softmax of the full logits (the probability that an expert would be chosen); it equals the
-    hard counts' ordering and vanishes exactly when every expert is equally likely to be picked.
-    """
-    soft_counts = torch.softmax(routing.logits.float(), dim=-1).sum(0)
-    hard_counts = (routing.gates > 0).float().sum(0)
-    # Straight-through: the value is the hard counts' CV^2, the gradient the soft counts'.
-    counts = soft_counts + (hard_counts - soft_counts).detach()
-    return cv_squared(counts)
 
 
 class RoutedExperts(nn.Module):

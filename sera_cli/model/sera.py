@@ -17,9 +17,11 @@ from torch import nn
 from sera_cli.config import ModelConfig
 from sera_cli.model.adapter import SeraAdapter, TextAdapter
 from sera_cli.model.backbones import ClipText, build_clip_text, build_dinov2
-from sera_cli.model.decoder import Decoder, Projector
+from sera_cli.model.decoder import Decoder
+from sera_cli.model.fusion import build_fusion, build_routed
 from sera_cli.model.neck import Neck
 from sera_cli.model.peft import apply_tuning
+from sera_cli.model.projector import Projector
 from sera_cli.model.routing import RoutedExperts, Routing
 from sera_cli.model.vision import AdaptedDinov2
 from sera_cli.registry import Registry, default_registry
@@ -71,14 +73,15 @@ class SeraModel(nn.Module):
 
 
 def resolve_plugins(cfg: ModelConfig, registry: Registry) -> tuple[list, list, Any, Any]:
-    """The expert and router specs the config names, then the config's own checks: cheap, so
-    callers run it before slow work (loading a data set) to fail on a typo at once."""
-    adapter_specs = [registry.expert("adapter", n) for n in cfg.adapter_experts]
-    fusion_specs = [registry.expert("fusion", n) for n in cfg.fusion_experts]
-    adapter_router = registry.router(cfg.adapter_router) if adapter_specs else None
-    fusion_router = registry.router(cfg.fusion_router) if fusion_specs else None
+    """The expert and router specs the config uses (``cfg.used_plugins()``), then the config's
+    own checks: cheap, so callers run it before slow work (loading a data set) to fail on a typo
+    at once."""
+    specs = {use: registry.spec(use) for use in cfg.used_plugins()}
+    adapter_specs = [s for u, s in specs.items() if u.kind == "expert" and u.stage == "adapter"]
+    fusion_specs = [s for u, s in specs.items() if u.kind == "expert" and u.stage == "fusion"]
+    routers = {u.stage: s for u, s in specs.items() if u.kind == "router"}
     cfg.validate()  # after the names: an unknown expert is the more useful error
-    return adapter_specs, fusion_specs, adapter_router, fusion_router
+    return adapter_specs, fusion_specs, routers.get("adapter"), routers.get("fusion")
 
 
 def build_model(cfg: ModelConfig, registry: Registry | None = None,
@@ -86,25 +89,16 @@ def build_model(cfg: ModelConfig, registry: Registry | None = None,
     """Build SERA from a config, resolving every expert and router by name in the registry."""
     registry = registry or default_registry()
     adapter_specs, fusion_specs, adapter_router, fusion_router = resolve_plugins(cfg, registry)
-
-    def routed(specs: list, router_spec, dim: int, top_k: int) -> RoutedExperts:  # type: ignore[no-untyped-def]
-        experts = [s.build(dim) for s in specs]
-        router = router_spec.build(dim, len(experts), top_k) if router_spec else nn.Identity()
-        labels = (f"router '{router_spec.name}' (plugin {router_spec.plugin})" if router_spec
-                  else "router",
-                  [f"{s.stage} expert '{s.name}' (plugin {s.plugin})" for s in specs])
-        return RoutedExperts(experts, router, labels)
-
     text = build_clip_text(cfg.text, text_weights)
     dinov2 = build_dinov2(cfg.vision, cfg.image_size, vision_weights)
     adapters = {
         block: SeraAdapter(cfg.vision.hidden_size, cfg.adapter_dim, cfg.text.width,
-                           routed(adapter_specs, adapter_router, cfg.adapter_dim,
-                                  len(adapter_specs)))
+                           build_routed(adapter_specs, adapter_router, cfg.adapter_dim,
+                                        len(adapter_specs)))
         for block in cfg.adapter_blocks
     }
     vision = AdaptedDinov2(dinov2, adapters, cfg.adapter_scale, cfg.neck_blocks)
-    fusion = routed(fusion_specs, fusion_router, cfg.fusion_dim, cfg.top_k)
+    fusion = build_fusion(cfg.fusion_dim, fusion_specs, fusion_router, cfg.topk)
     model = SeraModel(cfg, vision, text, fusion)
     apply_tuning(model, cfg.tune)
     return model

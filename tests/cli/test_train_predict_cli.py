@@ -109,8 +109,8 @@ def test_train_cli_runs_and_names_bad_options(synth_data_root: Path, tmp_path: P
                   "--json")
     assert result.returncode == 0, result.stderr
     config = json.loads((run / "config.json").read_text())
-    assert config["model"]["fusion_experts"] == ["spatial", "boundary"]
-    assert config["model"]["top_k"] == 1 and config["train"]["max_steps"] == 2
+    assert config["model"]["experts"] == ["spatial", "boundary"]
+    assert config["model"]["topk"] == 1 and config["train"]["max_steps"] == 2
     assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 2
 
     bad = sera("train", "--topk", "5")
@@ -131,7 +131,7 @@ def test_config_file_values_are_overridden_by_options(synth_data_root: Path,
     result = sera("train", "--config", str(config_file), "--lr", "0.002", "--out", str(run))
     assert result.returncode == 0, result.stderr
     config = json.loads((run / "config.json").read_text())
-    assert config["train"]["lr"] == 0.002 and config["model"]["fusion_experts"] == ["shape"]
+    assert config["train"]["lr"] == 0.002 and config["model"]["experts"] == ["shape"]
 
 
 def test_out_in_a_config_file_names_the_run_folder(synth_data_root: Path, tmp_path: Path

@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from sera_cli.data.refer import ReferIndex, ReferSample, check, find_datasets, load_image
+from sera_cli.data.check import check, find_datasets
+from sera_cli.data.images import load_image
+from sera_cli.data.refer import ReferIndex, ReferSample
 from sera_cli.errors import SeraError
 
 IMAGES = Path("images/mscoco/images/train2014")

@@ -79,7 +79,7 @@ def _objects(root: Path) -> dict[int, list[dict]]:
     inst = json.loads((root / "synth" / "instances.json").read_text())
     names = {c["id"]: c["name"] for c in inst["categories"]}
     sizes = {im["id"]: (im["height"], im["width"]) for im in inst["images"]}
-    from sera_cli.data.refer import decode_segmentation
+    from sera_cli.data.masks import decode_segmentation
 
     out: dict[int, list[dict]] = {}
     for a in inst["annotations"]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import sera_builtin
 
-from sera_cli.checkpoint import load_run
 from sera_cli.errors import SeraError
 from sera_cli.registry import create_registry
+from sera_cli.runs.checkpoints import load_run
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "plugins.md"
@@ -75,7 +75,7 @@ def test_tutorial_package_trains(package: Path, synth_data_root: Path, tmp_path:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 2
     config = json.loads((out / "config.json").read_text())
-    assert config["model"]["fusion_experts"] == EXPERTS.split(",")
+    assert config["model"]["experts"] == EXPERTS.split(",")
     assert config["plugins"]["fusion expert dilated"]["plugin"] == "sera_dilated"
     builtin_only = create_registry(plugins=[sera_builtin], entry_points=False)
     with pytest.raises(SeraError, match="needs fusion expert 'dilated'.*sera -p"):

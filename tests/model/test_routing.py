@@ -7,13 +7,8 @@ import torch
 from torch import nn
 
 from sera_cli.errors import SeraError
-from sera_cli.model.routing import (
-    RoutedExperts,
-    Routing,
-    assignment_loss,
-    load_balance_loss,
-    z_loss,
-)
+from sera_cli.model.regularizers import assignment_loss, load_balance_loss, z_loss
+from sera_cli.model.routing import RoutedExperts, Routing
 
 
 def _uniform(b: int = 8, e: int = 4) -> Routing:

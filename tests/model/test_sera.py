@@ -7,14 +7,14 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_inputs
+from helpers import tiny_inputs
 from torch import nn
 
 from sera_cli.config import ModelConfig, preset
 from sera_cli.errors import SeraError
 from sera_cli.hookspecs import ExpertSpec, hookimpl
-from sera_cli.model.decoder import Projector, sample_conv3x3
 from sera_cli.model.peft import apply_tuning, parameter_counts
+from sera_cli.model.projector import Projector, sample_conv3x3
 from sera_cli.model.sera import build_model
 from sera_cli.registry import Registry, create_registry
 
@@ -86,19 +86,19 @@ def test_topk_out_of_range_is_a_clear_error(tiny_cfg: ModelConfig,
                                             builtin_registry: Registry) -> None:
     for k in (0, 5):
         with pytest.raises(SeraError, match=f"--topk {k} is out of range: choose 1 to 4"):
-            build_model(dataclasses.replace(tiny_cfg, top_k=k), builtin_registry)
+            build_model(dataclasses.replace(tiny_cfg, topk=k), builtin_registry)
 
 
 def test_unknown_expert_lists_known_names(tiny_cfg: ModelConfig,
                                           builtin_registry: Registry) -> None:
-    cfg = dataclasses.replace(tiny_cfg, fusion_experts=["spatial", "contxt"])
+    cfg = dataclasses.replace(tiny_cfg, experts=["spatial", "contxt"])
     with pytest.raises(SeraError, match="unknown fusion expert 'contxt'.*boundary, context, "
                                         "shape, spatial.*did you mean 'context'"):
         build_model(cfg, builtin_registry)
 
 
 def test_no_experts_is_a_plain_model(tiny_cfg: ModelConfig, builtin_registry: Registry) -> None:
-    cfg = dataclasses.replace(tiny_cfg, fusion_experts=[], adapter_experts=[])
+    cfg = dataclasses.replace(tiny_cfg, experts=[], adapter_experts=[])
     model = build_model(cfg, builtin_registry)
     pixels, ids = tiny_inputs(cfg)
     out = model(pixels, ids)
@@ -130,7 +130,7 @@ def test_uninstalled_plugin_object_adds_an_expert_the_model_routes_to(tiny_cfg: 
     import sera_builtin
 
     registry = create_registry(plugins=[sera_builtin, _DoublerPlugin()], entry_points=False)
-    cfg = dataclasses.replace(tiny_cfg, fusion_experts=["spatial", "doubler"], top_k=2)
+    cfg = dataclasses.replace(tiny_cfg, experts=["spatial", "doubler"], topk=2)
     model = build_model(cfg, registry)
     doubler = model.fusion.experts[1]
     assert isinstance(doubler, _Doubler)

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import sera_builtin
 
-from sera_cli.checkpoint import load_run
+from sera_cli.config.layering import build_configs
+from sera_cli.engine.training import Trainer
 from sera_cli.errors import SeraError
 from sera_cli.registry import create_registry
-from sera_cli.run_config import build_configs
-from sera_cli.train import Trainer
+from sera_cli.runs.checkpoints import load_run
 
 try:
     import tomllib

@@ -1,0 +1,57 @@
+"""Results as rich tables for the terminal: metrics per split and type, routing per router."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sera_cli.analysis.routing import ByType, grid, router_order
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+METRIC_COLUMNS = ["miou", "oiou", "prec@0.5", "prec@0.6", "prec@0.7", "prec@0.8", "prec@0.9"]
+
+
+def routing_table(title: str, by_type: ByType) -> Table:
+    """One router as a rich table: "gate % / selected %" per type and expert; the expert with
+    the largest gate in each row is bold, so specialization stands out."""
+    from rich.table import Table
+
+    rows, experts, gates = grid(by_type, "gate")
+    table = Table(title=f"{title} (mean gate % / selected %)")
+    table.add_column("expressions")
+    for expert in experts:
+        table.add_column(expert, justify="right")
+    for label, row in zip(rows, gates, strict=True):
+        top = max(range(len(row)), key=row.__getitem__)
+        cells = [f"{by_type[label][e]['gate']:.1f} / {by_type[label][e]['selected']:.0f}"
+                 for e in experts]
+        cells[top] = f"[bold]{cells[top]}[/bold]"
+        table.add_row(label, *cells)
+    return table
+
+
+def routing_tables(result: dict[str, Any], prefix: str) -> list[Table]:
+    """A table per router of one evaluate() result, titled "<prefix>: router <name>"."""
+    routing = result["routing"]
+    return [routing_table(f"{prefix}: router {name}", routing[name])
+            for name in router_order(routing)]
+
+
+def results_table(results: list[dict[str, Any]], title: str) -> Table:
+    """One row per (data set, split), indented rows per expression type, metrics in percent."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ["data set", "split", "n", *METRIC_COLUMNS]:
+        table.add_column(column, justify="left" if column in ("data set", "split") else "right")
+    for r in results:
+        table.add_row(r["dataset"], r["split"], str(r["n"]), *[_pct(r[m]) for m in METRIC_COLUMNS])
+        for expr_type, sub in r.get("by_type", {}).items():
+            table.add_row("", f"  {expr_type}", str(sub["n"]),
+                          *[_pct(sub[m]) for m in METRIC_COLUMNS])
+    return table
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

@@ -1,0 +1,52 @@
+"""Presets as data (``presets/<name>.json``, as open_clip keeps model configs): each file holds
+the values that differ from the ModelConfig and TrainConfig defaults, under "model" and "train".
+A new preset is a new file; nothing here switches on a preset's name."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from sera_cli.config.model import ModelConfig
+from sera_cli.config.train import TrainConfig
+from sera_cli.errors import SeraError
+
+DEFAULT_PRESET = "sera-tiny"
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("sera_cli.config") / "presets"
+    return sorted(p.name.removesuffix(".json") for p in folder.iterdir()
+                  if p.name.endswith(".json"))
+
+
+@cache
+def _read(name: str) -> dict[str, Any]:
+    if name not in preset_names():
+        raise SeraError(f"unknown preset '{name}'; known presets: {', '.join(preset_names())}")
+    text = (resources.files("sera_cli.config") / "presets" / f"{name}.json").read_text()
+    return json.loads(text)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(
+            base.get(key), dict) else value
+    return out
+
+
+def preset(name: str) -> ModelConfig:
+    """A fresh ModelConfig of preset ``name``."""
+    model = _merged(asdict(ModelConfig()), {**_read(name)["model"], "preset": name})
+    return ModelConfig.from_dict(model, f"preset {name}")
+
+
+def train_defaults(name: str) -> dict[str, Any]:
+    """The TrainConfig values preset ``name`` sets (what a bare `sera train --preset` uses)."""
+    values = dict(_read(name)["train"])
+    TrainConfig.from_dict(values)  # a bad preset file fails here, naming the key
+    return values

@@ -1,0 +1,40 @@
+"""A trained run loaded for use: the model on its device and the threshold to apply.
+
+Prediction, evaluation, routing statistics and the demo all start from one, so a run is read,
+checked and placed on a device in exactly one way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sera_cli.config import THRESHOLD_DEFAULT, check_threshold
+from sera_cli.engine.devices import resolve_device
+
+
+@dataclass
+class LoadedRun:
+    path: Path
+    model: Any  # SeraModel, in eval mode on ``device``
+    config: dict[str, Any]  # the run's config.json
+    device: torch.device
+    threshold: float  # the one asked for, else the run's own, else 0.35
+
+
+def open_run(run: Path, device: str = "cpu", threshold: float | None = None,
+             vision_weights: str | None = None, text_weights: str | None = None) -> LoadedRun:
+    """Load ``run`` (a run folder) onto ``device``; ``threshold`` None keeps the run's own."""
+    from sera_cli.runs.checkpoints import load_run
+
+    if threshold is not None:
+        check_threshold(threshold)
+    resolved = resolve_device(device)  # before the load: a bad name fails at once
+    model, config = load_run(run, vision_weights=vision_weights, text_weights=text_weights)
+    model.to(resolved).eval()
+    if threshold is None:
+        threshold = config.get("train", {}).get("threshold", THRESHOLD_DEFAULT)
+    return LoadedRun(Path(run), model, config, resolved, threshold)
