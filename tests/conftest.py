@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from helpers import blank_png, huge_png
 from helpers import builtin_registry as _builtin_registry
+from PIL import Image
 
 from sera_cli.config import ModelConfig, preset
 from sera_cli.registry import Registry, default_registry
@@ -69,3 +72,39 @@ def trained_run(synth_data_root: Path, tmp_path_factory: pytest.TempPathFactory)
                                           "max_steps": 3, "batch_size": 4, "device": "cpu"})
     Trainer(model_cfg, train_cfg, run, synth_data_root, registry=_builtin_registry()).fit()
     return run
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Image files by kind: "ok", bad ones (missing, directory, text, truncated, empty, bomb,
+    huge) and valid but unusual ones (16bit, rgba, cmyk, anim, one). Read-only."""
+    d = tmp_path_factory.mktemp("bad-images")
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(d / "ok.jpg")
+    jpeg = (d / "ok.jpg").read_bytes()
+    paths = {"ok": d / "ok.jpg", "missing": d / "missing.jpg", "directory": d / "folder.jpg",
+             "text": d / "notes.jpg", "truncated": d / "truncated.jpg", "empty": d / "empty.png"}
+    paths["directory"].mkdir()
+    paths["text"].write_text("this is not an image\n")
+    paths["truncated"].write_bytes(jpeg[: len(jpeg) // 2])
+    paths["empty"].write_bytes(b"")
+    # above Pillow's decompression-bomb limit: warning zone (1-2x) and error zone (> 2x)
+    paths["bomb"] = blank_png(d / "bomb.png", 10_000, 10_000)
+    paths["huge"] = huge_png(d / "huge.png", 60_000, 60_000)
+    # valid, if unusual
+    Image.fromarray(rng.integers(0, 65536, (30, 50), dtype=np.uint16)).save(d / "16bit.png")
+    rgba = rng.integers(0, 256, (33, 44, 4), dtype=np.uint8)
+    rgba[:, :22, 3] = 0  # half transparent
+    Image.fromarray(rgba, "RGBA").save(d / "rgba.png")
+    Image.fromarray(rgb).convert("CMYK").save(d / "cmyk.jpg")
+    frames = [Image.fromarray(rng.integers(0, 256, (25, 35, 3), dtype=np.uint8))
+              for _ in range(3)]
+    frames[0].save(d / "anim.gif", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(d / "one.png")
+    paths.update({"16bit": d / "16bit.png", "rgba": d / "rgba.png", "cmyk": d / "cmyk.jpg",
+                  "anim": d / "anim.gif", "one": d / "one.png"})
+    assert Image.open(paths["16bit"]).mode.startswith("I;16")
+    assert Image.open(paths["cmyk"]).mode == "CMYK"
+    assert Image.open(paths["anim"]).n_frames == 3
+    return paths

@@ -5,12 +5,18 @@ Kept here, not in test files or conftest, so that no test module imports another
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
 import sera_builtin
 import torch
+from click.testing import Result
+from PIL import Image
+from typer.testing import CliRunner
 
+from sera_cli.cli.main import app
 from sera_cli.config import ModelConfig
 from sera_cli.registry import Registry, create_registry
 
@@ -50,3 +56,56 @@ def cli_env(**extra: str) -> dict[str, str]:
     and runs folders that the test session set up (never the user's)."""
     env = {**os.environ, "SERA_LOAD_PLUGINS": "builtin", "SERA_PLUGINS": "", "SERA_DEBUG": ""}
     return {**env, **extra}
+
+
+def sera(*args: Any) -> Result:
+    """Run the real `sera` app in-process on ``args``."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def fails(result: Result, *culprits: str, code: int = 1) -> str:
+    """Assert a clean failure: exit code, one `error:` line naming every culprit, no traceback.
+    Returns the error line."""
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), f"uncaught {result.exception!r}"
+    assert "Traceback" not in result.output
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert result.stderr.rstrip().endswith(errors[0]), "the error is the last thing printed"
+    for culprit in culprits:
+        assert culprit in errors[0], (culprit, errors[0])
+    return errors[0]
+
+
+def usage_error(result: Result, option: str) -> None:
+    """Click's own usage errors (a value outside an option's declared range, an unknown option):
+    exit code 2 and the option named, no traceback."""
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert option in result.stderr and "Traceback" not in result.output
+
+
+def huge_png(path: Path, width: int, height: int) -> Path:
+    """A valid 8x8 PNG whose header claims width x height: decoding it would allocate that."""
+    Image.new("L", (8, 8)).save(path)
+    raw = bytearray(path.read_bytes())
+    ihdr = raw[12:29]  # b"IHDR" + width, height, depth, colour type, ... (13 bytes)
+    ihdr[4:12] = struct.pack(">II", width, height)
+    raw[12:29] = ihdr
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def blank_png(path: Path, width: int, height: int) -> Path:
+    """A genuine all-black grayscale PNG, compressed row by row (~100 KB for 10^8 pixels)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    packer, row = zlib.compressobj(9), b"\0" * (width + 1)  # filter byte, then the pixels
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+                     + chunk(b"IEND", b""))
+    return path

@@ -165,8 +165,10 @@ class PluginUse:
 
 
 def migrate_renamed(data: dict[str, Any], where: str) -> dict[str, Any]:
-    """A copy of a 'model' section with the keys of sera 0.1 renamed, warning once per key."""
+    """A copy of a 'model' section with the keys of sera 0.1 renamed, and one warning naming
+    them all."""
     out = dict(data)
+    renamed = []
     for old, new in RENAMED_KEYS.items():
         *section, old_key = old.split(".")
         new_key = new.split(".")[-1]
@@ -179,7 +181,9 @@ def migrate_renamed(data: dict[str, Any], where: str) -> dict[str, Any]:
             if new_key in table:
                 raise SeraError(f"{where}: both '{old}' (the old name) and '{new}' are set; "
                                 "keep one")
-            warnings.warn(f"{where}: key '{old}' is read as '{new}', its name since sera 0.2",
-                          RenamedKeyWarning, stacklevel=3)
             table[new_key] = table.pop(old_key)
+            renamed.append(f"'{old}' is read as '{new}'")
+    if renamed:
+        warnings.warn(f"{where}: {', '.join(renamed)} (their names since sera 0.2)",
+                      RenamedKeyWarning, stacklevel=3)
     return out

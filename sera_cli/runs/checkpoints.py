@@ -88,6 +88,9 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     if version > FORMAT_VERSION:
         raise SeraError(f"{path} has format version {version}, newer than this sera "
                         f"({__version__}) reads ({FORMAT_VERSION}); upgrade sera")
+    from sera_cli.config.model import migrate_renamed
+
+    config["model"] = migrate_renamed(config["model"], str(path))  # runs of sera 0.1
     _check_model_section(config["model"], path)
     return config
 

@@ -105,3 +105,25 @@ def test_broken_run_gives_a_clear_error(tmp_path: Path, tiny_cfg: ModelConfig,
 def test_missing_run_folder(tmp_path: Path) -> None:
     with pytest.raises(SeraError, match="checkpoint folder .*nope does not exist"):
         load_run(tmp_path / "nope")
+
+
+def test_a_run_written_with_the_old_key_names_still_loads(trained_run: Path,
+                                                          tmp_path: Path) -> None:
+    """sera 0.1 wrote fusion_experts, fusion_router, top_k and loss.z/balance/assignment."""
+    import shutil
+
+    from sera_cli.errors import RenamedKeyWarning
+    from sera_cli.runs.checkpoints import load_run
+
+    run = tmp_path / "old"
+    shutil.copytree(trained_run, run)
+    config = json.loads((run / "config.json").read_text())
+    model = config["model"]
+    model["fusion_experts"], model["fusion_router"] = model.pop("experts"), model.pop("router")
+    model["top_k"] = model.pop("topk")
+    model["loss"]["z"] = model["loss"].pop("z_loss")
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.warns(RenamedKeyWarning, match="'fusion_experts' is read as 'experts'"):
+        loaded, _ = load_run(run)
+    fresh, _ = load_run(trained_run)
+    assert loaded.cfg == fresh.cfg
