@@ -24,7 +24,7 @@ from sera_cli.errors import SeraError
 SOURCE_KEYS = {"preset", "out", "vision_weights", "text_weights"}
 #: What `sera train --resume` applies from the command line: values that cannot change the run's
 #: result. Any other value that differs from the run's own is refused, naming it.
-RESUME_SAFE = {"workers", "log_every", "val_batch_size", "device"}
+RESUME_SAFE = {"workers", "log_every", "device"}
 
 
 def _settable_fields() -> dict[str, tuple[type, str | None]]:
