@@ -33,6 +33,9 @@ def train(
     adapter_blocks: Annotated[str | None, O(help="DINOv2 blocks (from 1) with adapters, "
                                                  "comma-separated.")] = None,
     tune: Annotated[str | None, O(help="Backbone tuning: bias-ln, frozen, full.")] = None,
+    context_length: Annotated[int | None, O(help="Tokens per expression, start and end "
+                                                 "included (default: 22 for refcocog, else "
+                                                 "17).")] = None,
     epochs: Annotated[int | None, O(help="Passes over the training split.")] = None,
     max_steps: Annotated[int | None, O(help="Stop after this many steps.")] = None,
     batch_size: Annotated[int | None, O(help="Samples per step (per process).")] = None,
@@ -50,6 +53,11 @@ def train(
     z_loss: Annotated[float | None, O(help="Router z-loss weight.")] = None,
     balance_loss: Annotated[float | None, O(help="Load-balance loss weight.")] = None,
     assignment_loss: Annotated[float | None, O(help="Token-assignment loss weight.")] = None,
+    no_target_head: Annotated[bool | None, O("--no-target-head/--no-no-target-head",
+                                             help="A head that says an expression names "
+                                                  "nothing (default: on when the training "
+                                                  "split has such expressions).")] = None,
+    no_target_loss: Annotated[float | None, O(help="No-target head BCE weight.")] = None,
     seed: Annotated[int | None, O(help="Random seed (weights, data order, augmentation).")
                     ] = None,
     device: Annotated[str | None, O(help="auto, cpu or cuda.")] = None,
@@ -87,7 +95,7 @@ def train(
         model_cfg, train_cfg = _resumed(resume, given, config)
         run = resume
     else:
-        model_cfg, train_cfg, run = _fresh(given, config, out)
+        model_cfg, train_cfg, run = _fresh(given, config, out, vision_weights, text_weights)
     quiet = as_json or os.environ.get("RANK", "0") != "0"  # one progress bar under torchrun
     data_root = _data_root(train_cfg, quiet)
     with bar(quiet=quiet) as progress:
@@ -110,15 +118,20 @@ def _given_on_command_line(ctx: typer.Context) -> dict[str, Any]:
     """The options the user typed, by name: each is the config field of the same name."""
     return {name: value for name, value in ctx.params.items()
             if name not in _NOT_VALUES and value is not None
-            and ctx.get_parameter_source(name).name == "COMMANDLINE"}
+            and getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
 
 
-def _fresh(given: dict[str, Any], config: Path | None, out: Path | None) -> tuple[Any, Any, Path]:
+def _fresh(given: dict[str, Any], config: Path | None, out: Path | None,
+           vision_weights: str | None, text_weights: str | None) -> tuple[Any, Any, Path]:
+    """A new run's configs: the layered values, with backbones as the pretrained weights are
+    (a resumed run keeps its own, and weights that differ from it are refused)."""
     from sera_cli.config.layering import build_configs, read_config_file
+    from sera_cli.model.backbones import match_weights
     from sera_cli.runs.folders import new_run_dir, runs_root
 
     values = {**(read_config_file(config) if config else {}), **given}
     model_cfg, train_cfg = build_configs(values)
+    model_cfg = match_weights(model_cfg, vision_weights, text_weights)
     out = out or (Path(values["out"]) if values.get("out") else None)
     return model_cfg, train_cfg, out or new_run_dir(runs_root(), model_cfg.preset)
 

@@ -140,6 +140,8 @@ class Trainer:
         index = ReferIndex.load(self.data_root, cfg.dataset, cfg.split_by, skip_bad=cfg.skip_bad)
         self.train_set = dataset_for(self.model_cfg, index, cfg.train_split, augment=cfg.augment,
                                      seed=cfg.seed)
+        if self.model_cfg.no_target_head is None:  # decided here, then recorded in config.json
+            self.model_cfg.no_target_head = any(s.no_target for s in self.train_set.samples)
         self.val_set = dataset_for(self.model_cfg, index, cfg.val_split)
         self.steps_per_epoch = len(self.train_set) // (cfg.batch_size * self.dist.world)
         if self.steps_per_epoch == 0:
@@ -164,7 +166,7 @@ class Trainer:
         # fused: one kernel per step; on the CPU 3x faster than foreach, which matters for
         # sera-tiny's text embedding (3.2 M of its 4.1 M weights, updated every step).
         optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay, fused=True)
-        return optimizer, [g["lr"] for g in groups]
+        return optimizer, [float(g["lr"]) for g in groups]  # type: ignore[arg-type]
 
     def _distributed(self) -> torch.nn.Module:
         if self.dist.world == 1:
@@ -278,7 +280,8 @@ class Trainer:
         device = self.dist.device
         with autocast(device, self.precision):
             out = self.ddp_model(batch["image"].to(device), batch["words"].to(device))
-        loss, parts = sera_loss(out, batch["mask"].to(device), self.model_cfg.loss)
+        loss, parts = sera_loss(out, batch["mask"].to(device), self.model_cfg.loss,
+                                batch["no_target"])
         if not torch.isfinite(loss.detach()):
             raise SeraError(f"the loss became {float(loss.detach())} at step {self.step + 1}; "
                             f"training stopped and the last good checkpoint in {self.run} is "
