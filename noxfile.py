@@ -27,7 +27,16 @@ def tests(session: nox.Session) -> None:
 def slow(session: nox.Session) -> None:
     """Run the slow tests: training to an IoU, resume after a kill, distributed training."""
     _install(session)
-    session.run("pytest", "-m", "slow", *session.posargs)
+    session.run("pytest", "-m", "slow and not browser", *session.posargs)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """Drive `sera serve` in headless Chromium (needs Debian's chromium and chromium-driver)."""
+    session.install(*TORCH)
+    session.install("-e", ".[dev,serve]", "selenium>=4.20")
+    session.run("pytest", "-m", "browser or not slow", "tests/cli/test_serve_browser.py",
+                "tests/cli/test_serve_cli.py", "tests/engine/test_serving.py", *session.posargs)
 
 
 @nox.session

@@ -24,8 +24,11 @@ def demo(
     as_json: options.Json = False,
 ) -> None:
     """Synthesize data, train sera-tiny, evaluate, predict examples and write a report."""
+    from importlib.util import find_spec
+
     from sera_cli.cli.evaluate import print_results
     from sera_cli.cli.progress import TrainProgress, bar, err, progress_factory, synthetic_data
+    from sera_cli.cli.serve import INSTALL_HINT
     from sera_cli.engine.demo import run_demo
     from sera_cli.runs.folders import new_run_dir, runs_root
 
@@ -41,3 +44,5 @@ def demo(
         return
     print_results(result.results, result.threshold, str(result.run))
     err.print(f"report: {result.report}")
+    err.print(f"try it in a browser: sera serve --checkpoint {result.run}"
+              + ("" if find_spec("gradio") else f"  (first: {INSTALL_HINT})"))

@@ -14,6 +14,7 @@ from sera_cli.cli import data, experts
 from sera_cli.cli.demo import demo
 from sera_cli.cli.evaluate import evaluate
 from sera_cli.cli.predict import predict
+from sera_cli.cli.serve import serve
 from sera_cli.cli.stats import stats
 from sera_cli.cli.train import train
 from sera_cli.errors import SeraError
@@ -55,6 +56,7 @@ app.command()(train)
 app.command("eval")(evaluate)
 app.command()(predict)
 app.command()(demo)
+app.command()(serve)
 
 
 def _version(value: bool) -> None:

@@ -90,5 +90,5 @@ def resolve_run(checkpoint: str | Path | None, root: Path | None = None) -> Path
     link = root / LATEST
     if not link.exists():
         raise SeraError(f"no trained run found ({link} does not exist); train one with "
-                        "`sera train` or pass --checkpoint RUN")
+                        "`sera train` or `sera demo`, or pass --checkpoint RUN")
     return link.resolve()

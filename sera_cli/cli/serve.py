@@ -1,0 +1,194 @@
+"""``sera serve``: a web page (gradio) and its API for trying expressions on images.
+
+This module only draws: every value the page shows comes from
+`sera_cli.engine.serving.Segmenter.answer`. gradio is an optional extra (``pip install
+'sera[serve]'``) and is imported inside functions, so that ``sera --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from sera_cli.cli import options
+
+if TYPE_CHECKING:
+    from sera_cli.engine.serving import Answer, Segmenter
+
+O = typer.Option  # noqa: E741
+#: Uploads above this are refused by gradio before they reach the model; images with more
+#: pixels than Pillow's decompression-bomb limit are refused from their header below it.
+MAX_UPLOAD = "50mb"
+#: Requests only run one at a time (see docs/serve.md, "Concurrent use"), all events alike.
+MODEL_QUEUE = "model"
+INSTALL_HINT = "pip install 'sera[serve]' (in a checkout: pip install -e '.[serve]')"
+log = logging.getLogger(__name__)
+
+
+def serve(
+    checkpoint: options.Checkpoint = None,
+    host: Annotated[str, O(help="Address to listen on; 0.0.0.0 opens the page (which has no "
+                                "login) to the network.")] = "127.0.0.1",
+    port: Annotated[int, O(min=1, max=65535, help="Port to listen on.")] = 7860,
+    precision: Annotated[str, O(help="auto (bf16 on CUDA, fp32 on the CPU), fp32, bf16.")
+                         ] = "auto",
+    device: options.Device = "auto",
+    queue_size: Annotated[int, O(min=1, help="Requests that may wait for the model; more are "
+                                             "turned away until the queue drains.")] = 16,
+) -> None:
+    """Serve a web page, and its API, that segments what an expression names in an image."""
+    from sera_cli.cli.progress import err
+    from sera_cli.errors import SeraError
+    from sera_cli.runs.folders import resolve_run
+
+    try:
+        import gradio  # noqa: F401  (checked before the slow model load)
+    except ImportError:
+        raise SeraError(f"sera serve needs gradio: {INSTALL_HINT}") from None
+    run = resolve_run(checkpoint)
+    _check_port(host, port)
+    from sera_cli.engine.serving import Segmenter, example_inputs
+
+    err.print(f"loading {run} ...")
+    segmenter = Segmenter(run, device=device, precision=precision)
+    with tempfile.TemporaryDirectory(prefix="sera-serve-") as examples_dir:
+        app = build_app(segmenter, example_inputs(Path(examples_dir)), queue_size)
+        try:
+            app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
+                       max_file_size=MAX_UPLOAD, allowed_paths=[examples_dir], ssr_mode=False,
+                       theme=_theme())
+        except OSError as exc:  # the port was taken between the check and now
+            raise SeraError(f"cannot serve on {host}:{port}: {exc}; choose another --port"
+                            ) from None
+        err.print(f"serving {run} on http://{_url_host(host)}:{port} (Ctrl+C stops)")
+        # SIGTERM (a service manager's, a test's) stops as Ctrl+C does: the server closes and
+        # the examples folder is removed
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            while app.is_running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            err.print("stopped")
+        finally:
+            app.close()
+
+
+def build_app(segmenter: Segmenter, examples: list[tuple[Path, str]], queue_size: int) -> Any:
+    """The page: image, expression and threshold in; overlay, mask PNG, area and box, routing
+    chart and a message out. Enter in the expression, the button and releasing the slider all
+    predict; they share one queue, so the model runs one request at a time."""
+    import gradio as gr
+
+    with gr.Blocks(title="sera", analytics_enabled=False) as app:
+        gr.Markdown(f"## sera: referring image segmentation\nModel: `{segmenter.run.name}`. "
+                    "Upload or paste an image, say which object you mean, press Enter.")
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(label="image", sources=["upload", "clipboard"], type="filepath",
+                                 elem_id="image")
+                expression = gr.Textbox(label="expression", placeholder="the red circle",
+                                        elem_id="expression")
+                threshold = gr.Slider(0.01, 0.99, value=segmenter.threshold, step=0.01,
+                                      label="threshold (mask probability)", elem_id="threshold")
+                button = gr.Button("Segment", variant="primary", elem_id="segment")
+            with gr.Column():
+                overlay = gr.Image(label="overlay", format="png", interactive=False,
+                                   elem_id="overlay")
+                message = gr.Textbox(label="message", interactive=False, elem_id="message")
+        with gr.Row():
+            mask = gr.Image(label="mask (PNG)", format="png",
+                            interactive=False, buttons=["download"], elem_id="mask")
+            summary = gr.JSON(label="area, box and routing", elem_id="summary")
+            routing = gr.BarPlot(x="router", y="weight", color="expert", y_lim=[0, 1],
+                                 label="routing weights", elem_id="routing")
+        gr.Examples([[str(path), text] for path, text in examples], [image, expression])
+
+        event = {"fn": functools.partial(_predict, segmenter),
+                 "inputs": [image, expression, threshold],
+                 "outputs": [overlay, mask, summary, routing, message],
+                 # the raw upload goes to Predictor, which decodes it (and refuses it) as
+                 # `sera predict` does; gradio's own decoding would bypass that
+                 "preprocess": False, "concurrency_limit": 1, "concurrency_id": MODEL_QUEUE}
+        button.click(api_name="predict", **event)
+        expression.submit(api_visibility="private", **event)
+        threshold.release(api_visibility="private", **event)
+    app.queue(max_size=queue_size, default_concurrency_limit=1)
+    return app
+
+
+def _predict(segmenter: Segmenter, image: dict[str, Any] | None, expression: str | None,
+             threshold: float | None) -> tuple[Any, ...]:
+    """One request: ``image`` is gradio's record of the upload (its server-side ``path`` and the
+    visitor's ``orig_name``). The API's parameters are named after this function's."""
+    return _outputs(_answer(segmenter, image, expression, threshold))
+
+
+def _answer(segmenter: Segmenter, image: dict[str, Any] | None, expression: str | None,
+            threshold: float | None) -> Answer:
+    """The engine's answer to an upload; a bug shows as a message and goes to the log, so that
+    the page never shows a traceback and the server keeps serving."""
+    from sera_cli.engine.serving import Answer
+
+    path = image.get("path") if image else None
+    try:
+        return segmenter.answer(path, expression, threshold,
+                                image_name=(image or {}).get("orig_name") or "the image")
+    except Exception as exc:  # a server answers every request
+        log.exception("request failed")
+        return Answer(f"sera failed on this request ({type(exc).__name__}: {exc}); the "
+                      "server's log has the details")
+
+
+def _outputs(answer: Answer) -> tuple[Any, ...]:
+    """An answer as the page's outputs, in the order `build_app` lists them."""
+    import pandas as pd  # a gradio dependency
+
+    chart = pd.DataFrame(answer.routing, columns=["router", "expert", "weight"])
+    return answer.overlay, answer.mask, answer.summary, chart, answer.message
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _theme() -> Any:
+    """gradio's default look with the system's fonts: the default theme fetches its fonts from
+    the web, which a machine with no internet (or a careful user) does not reach."""
+    import gradio as gr
+
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                             font_mono=["ui-monospace", "monospace"])
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail before the model load when the address cannot be listened on."""
+    from sera_cli.errors import SeraError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port,
+                                                             type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise SeraError(f"--host {host}: not an address of this machine ({exc.strerror})"
+                        ) from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise SeraError(f"cannot serve on {host}:{port}: {exc.strerror or exc}; choose "
+                            "another --port (or stop what uses it)") from None
+
+
+def _url_host(host: str) -> str:
+    """How a browser on this machine reaches ``host``."""
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
