@@ -3,6 +3,7 @@ and every test runs with the built-in plugins only and its own cache folder."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,10 +11,18 @@ import numpy as np
 import pytest
 from helpers import blank_png, huge_png
 from helpers import builtin_registry as _builtin_registry
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from PIL import Image
 
 from sera_cli.config import ModelConfig, preset
 from sera_cli.registry import Registry, default_registry
+
+# Property tests draw the same examples on every run and write no database into the working
+# folder: a failure reproduces, and nothing depends on an earlier run.
+settings.register_profile("sera", derandomize=True, database=None)
+settings.load_profile("sera")
+set_hypothesis_home_dir(tempfile.mkdtemp(prefix="sera-hypothesis-"))  # its caches, not in cwd
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +64,17 @@ def synth_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("synth")
     synthesize(root, n_images=18, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def gref_synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same 18 images as `synth_data_root`, in the gRefCOCO layout with multi-target and
+    no-target refs (`sera data synth --generalized`). Session-scoped and read-only."""
+    from sera_cli.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("gsynth")
+    synthesize(root, n_images=18, seed=0, generalized=True)
     return root
 
 

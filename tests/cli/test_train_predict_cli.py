@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import cli_env
 from PIL import Image
 
 
 def sera(*args: str, runs: Path | None = None, cwd: Path | None = None,
          ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SERA_LOAD_PLUGINS": "builtin"}
+    env = cli_env()
     if runs is not None:
         env["SERA_RUNS"] = str(runs)
     return subprocess.run([sys.executable, "-m", "sera_cli", *args], capture_output=True,
@@ -45,7 +45,7 @@ def test_predict_writes_a_mask_of_the_image_size(trained_run: Path, images: dict
     assert set(np.unique(np.asarray(mask))) <= {0, 255}
     assert Image.open(over).size == size
     data = json.loads(result.stdout)
-    assert data["width"], data["height"] == size
+    assert (data["width"], data["height"]) == size
     assert data["area"] == int((np.asarray(mask) > 0).sum())
     if data["area"]:
         x0, y0, x1, y1 = data["box"]
