@@ -87,7 +87,8 @@ def build_app(segmenter: Segmenter, examples: list[tuple[Path, str]], queue_size
     predict; they share one queue, so the model runs one request at a time."""
     import gradio as gr
 
-    with gr.Blocks(title="sera", analytics_enabled=False) as app:
+    # uploads and answers pile up in gradio's cache: each hour, those older than an hour go
+    with gr.Blocks(title="sera", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(f"## sera: referring image segmentation\nModel: `{segmenter.run.name}`. "
                     "Upload or paste an image, say which object you mean, press Enter.")
         with gr.Row():
@@ -96,8 +97,9 @@ def build_app(segmenter: Segmenter, examples: list[tuple[Path, str]], queue_size
                                  elem_id="image")
                 expression = gr.Textbox(label="expression", placeholder="the red circle",
                                         elem_id="expression")
-                threshold = gr.Slider(0.01, 0.99, value=segmenter.threshold, step=0.01,
-                                      label="threshold (mask probability)", elem_id="threshold")
+                threshold = gr.Slider(0.01, 0.99, value=segmenter.default_threshold,
+                                      step=0.01, label="threshold (mask probability)",
+                                      elem_id="threshold")
                 button = gr.Button("Segment", variant="primary", elem_id="segment")
             with gr.Column():
                 overlay = gr.Image(label="overlay", format="png", interactive=False,

@@ -11,7 +11,8 @@ image, expression and threshold. Nothing here imports gradio: the fast tests exe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,10 @@ class Segmenter:
         self.precision = resolve_precision(precision, resolve_device(device))
         self.predictor = Predictor(run, device=device)
         self.run = Path(run)
-
-    @property
-    def threshold(self) -> float:
-        """The run's own threshold: the page's default."""
-        return self.predictor.threshold
+        #: the run's own threshold: the page's default
+        self.default_threshold = self.predictor.threshold
+        # one request at a time holds the model (and its threshold), whoever calls
+        self._lock = threading.Lock()
 
     def answer(self, image: str | Path | None, expression: str | None,
                threshold: float | None = None, image_name: str | None = None) -> Answer:
@@ -82,13 +82,15 @@ class Segmenter:
             raise SeraError(f"the expression is {len(expression)} characters long; the model "
                             f"reads only its first {room} tokens (a few words): give at most "
                             f"{MAX_EXPRESSION_CHARS} characters")
-        threshold = self.threshold if threshold is None else check_threshold(threshold,
-                                                                             "threshold")
-        with autocast(self.predictor.device, self.precision):
-            prediction = self.predictor(image, expression)
-        # Predictor thresholds at the run's value; the slider's applies to the same probabilities
-        # (what `sera predict --threshold` does).
-        prediction = replace(prediction, mask=prediction.probability >= threshold)
+        threshold = self.default_threshold if threshold is None else check_threshold(
+            threshold, "threshold")
+        with self._lock, autocast(self.predictor.device, self.precision):
+            # the Predictor of `sera predict --threshold T`: set T, predict, then back
+            self.predictor.threshold = threshold
+            try:
+                prediction = self.predictor(image, expression)
+            finally:
+                self.predictor.threshold = self.default_threshold
         return self._present(image, expression, threshold, prediction)
 
     def _present(self, image: str | Path, expression: str, threshold: float,

@@ -66,8 +66,8 @@ def test_answer_is_what_sera_predict_writes(segmenter: Segmenter, trained_run: P
     np.testing.assert_array_equal(np.asarray(answer.mask), np.asarray(Image.open(out)))
 
     expected = Predictor(trained_run, threshold=threshold)(image, expression)
-    assert answer.summary == {**expected.summary(),
-                              "threshold": segmenter.threshold if threshold is None else threshold}
+    used = segmenter.default_threshold if threshold is None else threshold
+    assert answer.summary == {**expected.summary(), "threshold": used}
     assert answer.message.startswith(f"mask: {answer.summary['area']} px")
     rows = {(r["router"], r["expert"]): r["weight"] for r in answer.routing}
     assert rows == {(router, expert): weight for router, gates in expected.routing.items()
