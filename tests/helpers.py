@@ -109,3 +109,55 @@ def blank_png(path: Path, width: int, height: int) -> Path:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
                      + chunk(b"IEND", b""))
     return path
+
+
+#: The hand-built gRefCOCO set of `build_grefcoco`: its annotations as (y0, y1, x0, x1) boxes.
+GREF_BOXES = {11: (0, 30, 0, 40), 12: (100, 130, 100, 140)}
+GREF_SIDE = 480  # the image is 480 x 480, so that LAVT's resize is the identity
+
+
+def gref_box(ann_id: int) -> Any:
+    """(GREF_SIDE, GREF_SIDE) bool mask of one annotation of `build_grefcoco`."""
+    import numpy as np
+
+    y0, y1, x0, x1 = GREF_BOXES[ann_id]
+    mask = np.zeros((GREF_SIDE, GREF_SIDE), bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def build_grefcoco(root: Path, refs_format: str = "json") -> Path:
+    """A gRefCOCO-layout data set: one 480 x 480 image with two boxes, and three val refs: one
+    target (ref 1, "the red square"), no target (ref 2, "the purple star", ann_id [-1]), both
+    boxes (ref 3, "both squares"). ``refs_format`` "json" or "p" (a pickle of the same refs)."""
+    import json
+    import pickle
+
+    import numpy as np
+
+    (root / "images" / "train2014").mkdir(parents=True)
+    (root / "grefcoco").mkdir()
+    Image.fromarray(np.full((GREF_SIDE, GREF_SIDE, 3), 120, np.uint8)).save(
+        root / "images" / "train2014" / "scene.png")
+    annotations = [{"id": ann_id, "image_id": 1, "iscrowd": 0,
+                    "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]}
+                   for ann_id, (y0, y1, x0, x1) in GREF_BOXES.items()]
+    (root / "grefcoco" / "instances.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "scene.png", "width": GREF_SIDE,
+                    "height": GREF_SIDE}],
+        "annotations": annotations, "categories": [{"id": 1, "name": "square"}]}))
+
+    def ref(ref_id: int, ann_id: list[int], sentence: str) -> dict[str, Any]:
+        return {"ref_id": ref_id, "ann_id": ann_id, "image_id": 1, "split": "val",
+                "no_target": ann_id == [-1], "category_id": [] if ann_id == [-1] else [1],
+                "sentences": [{"sent_id": ref_id * 10 + 1, "sent": sentence, "raw": sentence,
+                               "tokens": sentence.split()}]}
+
+    refs = [ref(1, [11], "the red square"), ref(2, [-1], "the purple star"),
+            ref(3, [11, 12], "both squares")]
+    path = root / "grefcoco" / f"grefs(unc).{refs_format}"
+    if refs_format == "json":
+        path.write_text(json.dumps(refs))
+    else:
+        path.write_bytes(pickle.dumps(refs, protocol=2))
+    return root

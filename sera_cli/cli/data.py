@@ -36,7 +36,12 @@ def synth(
         ),
     ] = 900,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 0,
-    name: Annotated[str, typer.Option("--name", help="Dataset folder name under --out.")] = "synth",
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Dataset folder name under --out (default: synth; grefcoco with "
+                       "--generalized).")] = None,
+    generalized: Annotated[bool, typer.Option(
+        "--generalized", help="gRefCOCO layout, with expressions naming several objects or "
+                              "none.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Write a synthetic data set of coloured shapes with tagged referring expressions."""
@@ -53,6 +58,7 @@ def synth(
             seed,
             name=name,
             progress=lambda done, total: bar.update(task, completed=done),
+            generalized=generalized,
         )
     seconds = time.perf_counter() - start
     if as_json:
@@ -103,11 +109,14 @@ def check(
         typer.echo(json.dumps(payload))
     else:
         table = Table(title=f"{report.dataset} ({report.split_by}) in {report.root}")
-        for column in ("split", "refs", "sentences", "images", "bad"):
+        extra = ("no target", "multi target") if report.generalized else ()
+        for column in ("split", "refs", "sentences", "images", *extra, "bad"):
             table.add_column(column, justify="left" if column == "split" else "right")
         for split, c in report.splits.items():
             bad = f"[red]{c.bad}[/red]" if c.bad else "0"
-            table.add_row(split, str(c.refs), str(c.sentences), str(c.images), bad)
+            counts = (c.no_target, c.multi_target) if report.generalized else ()
+            table.add_row(split, str(c.refs), str(c.sentences), str(c.images),
+                          *map(str, counts), bad)
         _out.print(table)
         for split, c in report.splits.items():
             for problem, n in c.problems.items():

@@ -13,12 +13,15 @@ from sera_cli.errors import SeraError
 
 @dataclass
 class SplitCheck:
-    """Counts for one split; `problems` maps a kind of bad entry to how many refs have it."""
+    """Counts for one split; `problems` maps a kind of bad entry to how many refs have it;
+    `no_target` and `multi_target` count the refs naming no object and several objects."""
 
     refs: int = 0
     sentences: int = 0
     images: int = 0
     bad: int = 0
+    no_target: int = 0
+    multi_target: int = 0
     problems: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
 
@@ -31,6 +34,7 @@ class CheckReport:
     dataset: str
     split_by: str
     splits: dict[str, SplitCheck]
+    generalized: bool = False  # the gRefCOCO layout
 
     @property
     def bad(self) -> int:
@@ -52,13 +56,16 @@ def check(data_root: str | Path, dataset: str, split_by: str | None = None) -> C
     A file-level problem (missing folder, instances.json or refs file, unreadable pickle) still
     raises SeraError: there is nothing to count.
     """
-    scan, _, _, split_by = scan_refs(Path(data_root), dataset, split_by)
+    scan, _, _, layout = scan_refs(Path(data_root), dataset, split_by)
     splits: dict[str, SplitCheck] = {}
     images: dict[str, set[Any]] = {}
     for ref in scan:
         c = splits.setdefault(ref.split, SplitCheck())
         c.refs += 1
         c.sentences += len(ref.samples)
+        if ref.ann_ids is not None:
+            c.no_target += not ref.ann_ids
+            c.multi_target += len(ref.ann_ids) > 1
         if ref.image_id is not None:
             images.setdefault(ref.split, set()).add(ref.image_id)
         if ref.problems:
@@ -70,4 +77,4 @@ def check(data_root: str | Path, dataset: str, split_by: str | None = None) -> C
     for split, ids in images.items():
         splits[split].images = len(ids)
     ordered = {s: splits[s] for s in order_splits(set(splits))}
-    return CheckReport(str(data_root), dataset, split_by, ordered)
+    return CheckReport(str(data_root), dataset, layout.split_by, ordered, layout.generalized)

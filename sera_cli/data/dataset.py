@@ -37,13 +37,15 @@ class SampleMeta:
 
 
 class ReferDataset(Dataset):
-    """Items `{"image": (3,S,S) float, "words": (L,) long, "mask": (S,S) float, "index": int}`.
+    """Items `{"image": (3,S,S) float, "words": (L,) long, "mask": (S,S) float, "no_target":
+    float, "index": int}`.
 
     The image is normalized with `mean`/`std` and padded with `mean` (so the padding is 0); the
-    mask is 1 on the target and 0 elsewhere, padding included. With `augment=True` each item is
-    flipped (with left/right swapped in the sentence), colour-jittered when the sentence names no
-    colour, and shrunk/shifted inside the letterbox; `meta(i)` then still describes the plain
-    letterbox, so evaluate with `augment=False`.
+    mask is 1 on the target (the union of several, none for an expression naming nothing) and 0
+    elsewhere, padding included; `no_target` is 1.0 for an expression naming nothing. With
+    `augment=True` each item is flipped (with left/right swapped in the sentence),
+    colour-jittered when the sentence names no colour, and shrunk/shifted inside the letterbox;
+    `meta(i)` then still describes the plain letterbox, so evaluate with `augment=False`.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class ReferDataset(Dataset):
             "image": tensor.contiguous(),
             "words": tokenize([sentence], self.context_length)[0],
             "mask": torch.from_numpy(letterbox_mask(mask, lb).astype(np.float32)),
+            "no_target": float(sample.no_target),
             "index": i,
         }
 
@@ -112,10 +115,12 @@ def dataset_for(model_cfg: Any, index: ReferIndex, split: str, augment: bool = F
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack items into `image` (B,3,S,S), `words` (B,L), `mask` (B,S,S), `index` (B,)."""
+    """Stack items into `image` (B,3,S,S), `words` (B,L), `mask` (B,S,S), `no_target` (B,),
+    `index` (B,)."""
     return {
         "image": torch.stack([b["image"] for b in batch]),
         "words": torch.stack([b["words"] for b in batch]),
         "mask": torch.stack([b["mask"] for b in batch]),
+        "no_target": torch.tensor([b["no_target"] for b in batch], dtype=torch.float32),
         "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
     }

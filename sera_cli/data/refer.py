@@ -1,14 +1,22 @@
-"""Index of a data set in the layout of the public `refer` release (RefCOCO, RefCOCO+, RefCOCOg).
+"""Index of a data set in the layout of the public `refer` release (RefCOCO, RefCOCO+, RefCOCOg)
+or of gRefCOCO (ReLA, CVPR 2023: expressions naming no object or several).
 
-Layout, relative to a data root DATA::
+Layouts, relative to a data root DATA::
 
     DATA/{dataset}/instances.json        COCO images, annotations (polygons or RLE), categories
     DATA/{dataset}/refs({split_by}).p    pickle: list of refs (ref_id, ann_id, image_id, split,
                                          sentences [{sent_id, sent, raw, tokens, type?}])
     DATA/images/mscoco/images/train2014/{file_name}
 
-`sera data synth` writes this layout too, so one loader serves real and synthetic data. The index
-knows nothing about torch: `dataset.py` turns a split of it into tensors.
+    DATA/{dataset}/instances.json        the same
+    DATA/{dataset}/grefs({split_by}).p   or grefs({split_by}).json: the same refs, except that
+                                         ann_id is a list, [-1] (no_target: true) for no target
+    DATA/images/train2014/{file_name}
+
+A data set folder holding a grefs file is read in the second (generalized) layout, whatever its
+name. A ref's target mask is the union of its annotations, empty for no target. `sera data synth`
+writes either layout, so one loader serves real and synthetic data. The index knows nothing about
+torch: `dataset.py` turns a split of it into tensors.
 
 Bad entries (a ref whose annotation, image record or image file is missing, whose file name would
 leave the image folder, whose split name is not a plain name, whose segmentation is malformed,
@@ -40,8 +48,14 @@ DATASETS: dict[str, tuple[str, ...]] = {
     "refcoco+": ("unc",),
     "refcocog": ("umd", "google"),
     "synth": ("unc",),
+    "grefcoco": ("unc",),
 }
 IMAGE_DIR = PurePosixPath("images/mscoco/images/train2014")
+#: Where gRefCOCO keeps its (COCO train2014) images, as ReLA's grefer.py reads them.
+GENERALIZED_IMAGE_DIR = PurePosixPath("images/train2014")
+#: Expression types given to untagged sentences of generalized refs, so that the per-type
+#: metrics and routing statistics separate them from one-target expressions.
+NO_TARGET, MULTI_TARGET = "no-target", "multi-target"
 _SPLIT_ORDER = ("train", "val", "test", "testA", "testB", "testC")
 MAX_EXAMPLES = 3
 _SENTENCE_PROBLEMS = {"empty sentence", "malformed sentence"}
@@ -53,11 +67,15 @@ class ReferSample:
 
     ref_id: int
     sent_id: int
-    ann_id: int
+    ann_ids: tuple[int, ...]  # the target is their union; () for an expression naming nothing
     image_id: int
     sentence: str
     split: str
     expr_type: str | None = None
+
+    @property
+    def no_target(self) -> bool:
+        return not self.ann_ids
 
 
 @dataclass(frozen=True)
@@ -94,9 +112,38 @@ class _ScannedRef:
     image_id: Any
     samples: list[ReferSample]
     problems: list[str]
+    ann_ids: tuple[int, ...] | None = None  # None: the ref is too malformed to tell
 
 
-def _resolve_paths(data_root: Path, dataset: str, split_by: str | None) -> tuple[Path, Path, str]:
+@dataclass(frozen=True)
+class Layout:
+    """Where one data set's files are: its refs file, and the folder its image file names are
+    relative to; `generalized` for the gRefCOCO layout."""
+
+    instances: Path
+    refs: Path
+    split_by: str
+    image_dir: Path
+    generalized: bool
+
+
+def _refs_candidates(folder: Path, split_by: str) -> list[Path]:
+    """The refs files that may hold `split_by`, in the order read: gRefCOCO's pickle, its JSON
+    (ReLA's grefer.py prefers the pickle too), then the `refer` pickle."""
+    return [folder / f"grefs({split_by}).p", folder / f"grefs({split_by}).json",
+            folder / f"refs({split_by}).p"]
+
+
+def _split_bys(folder: Path) -> list[str]:
+    """splitBy names of the refs files present in a data set folder."""
+    names = {p.name for pattern in ("refs(*).p", "grefs(*).p", "grefs(*).json")
+             for p in folder.glob(pattern)}
+    return sorted({n[n.index("(") + 1:n.rindex(")")] for n in names})
+
+
+def resolve_layout(data_root: Path, dataset: str, split_by: str | None) -> Layout:
+    """The files of `DATA/{dataset}` for `split_by` (None: the data set's default, or the only
+    one present), or SeraError naming what is missing."""
     if not data_root.is_dir():
         raise SeraError(f"data folder not found: {data_root}")
     folder = data_root / dataset
@@ -111,7 +158,7 @@ def _resolve_paths(data_root: Path, dataset: str, split_by: str | None) -> tuple
         if dataset in DATASETS:
             split_by = DATASETS[dataset][0]
         else:
-            found = sorted(p.name[5:-3] for p in folder.glob("refs(*).p"))
+            found = _split_bys(folder)
             if len(found) != 1:
                 raise SeraError(
                     f"cannot tell the splitBy of {folder}: refs files for {found or 'none'}; "
@@ -119,26 +166,45 @@ def _resolve_paths(data_root: Path, dataset: str, split_by: str | None) -> tuple
                 )
             split_by = found[0]
     instances = folder / "instances.json"
-    refs = folder / f"refs({split_by}).p"
     if not instances.is_file():
         raise SeraError(f"missing {instances}; the `refer` layout needs it next to the refs file")
-    if not refs.is_file():
-        found = sorted(p.name for p in folder.glob("refs(*).p"))
+    refs = next((p for p in _refs_candidates(folder, split_by) if p.is_file()), None)
+    if refs is None:
+        found = sorted(p.name for pattern in ("refs(*).p", "grefs(*).p", "grefs(*).json")
+                       for p in folder.glob(pattern))
         raise SeraError(
-            f"missing {refs} (split_by={split_by!r}); refs files in {folder}: "
-            f"{', '.join(found) or 'none'}"
+            f"missing {folder / f'refs({split_by}).p'} or grefs({split_by}).p/.json "
+            f"(split_by={split_by!r}); refs files in {folder}: {', '.join(found) or 'none'}"
         )
-    return instances, refs, split_by
+    generalized = refs.name.startswith("grefs(")
+    image_dir = data_root / (GENERALIZED_IMAGE_DIR if generalized else IMAGE_DIR)
+    return Layout(instances, refs, split_by, image_dir, generalized)
 
 
-def _load_instances(path: Path) -> tuple[dict[int, _ImageRecord], dict[int, Any]]:
+def _read_json(path: Path) -> Any:
     try:
         with path.open("rb") as f:
-            data = json.load(f)
+            return json.load(f)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, deep nesting
         raise SeraError(f"{path} is not valid JSON: {e}") from None
     except OSError as e:
         raise SeraError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _load_refs(path: Path) -> list[dict]:
+    """A refs file as a list of ref dicts: pickles through the restricted unpickler (which runs
+    nothing), JSON through the JSON parser."""
+    if path.suffix != ".json":
+        return load_refs(path)
+    refs = _read_json(path)
+    if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
+        raise SeraError(f"{path} holds a {type(refs).__name__}, expected a list of ref dicts as "
+                        "in the gRefCOCO release")
+    return refs
+
+
+def _load_instances(path: Path) -> tuple[dict[int, _ImageRecord], dict[int, Any]]:
+    data = _read_json(path)
     if (
         not isinstance(data, dict)
         or not isinstance(data.get("images"), list)
@@ -167,6 +233,20 @@ def _load_instances(path: Path) -> tuple[dict[int, _ImageRecord], dict[int, Any]
     return images, anns
 
 
+def _ann_ids(ref: dict) -> tuple[int, ...] | None:
+    """A ref's target annotations: `ann_id` as one id or a list of them (gRefCOCO), () for the
+    no-target marker -1 / [-1]; None when malformed or when `no_target` contradicts it."""
+    raw = ref.get("ann_id")
+    ids = raw if isinstance(raw, list) else [raw]
+    if not ids or not all(_is_int(i) for i in ids) or (-1 in ids and len(ids) > 1):
+        return None
+    found = () if ids == [-1] else tuple(dict.fromkeys(ids))
+    flag = ref.get("no_target", not found)
+    if not isinstance(flag, bool) or flag != (not found):
+        return None
+    return found
+
+
 def _sentence_text(sent: dict) -> Any:
     """The normalized `sent` field (what CRIS/DETRIS train on), else the raw sentence."""
     text = sent.get("sent")
@@ -183,14 +263,16 @@ def _scan_ref(
 ) -> _ScannedRef:
     if not isinstance(ref, dict):
         return _ScannedRef(None, "?", None, [], ["malformed ref"])
+    ann_ids = _ann_ids(ref)
     if (
-        not all(_is_int(ref.get(k)) for k in ("ref_id", "ann_id", "image_id"))
+        not all(_is_int(ref.get(k)) for k in ("ref_id", "image_id"))
+        or ann_ids is None
         or not isinstance(ref.get("split"), str)
         or not isinstance(ref.get("sentences"), list)
     ):
         split = ref["split"] if isinstance(ref.get("split"), str) else "?"
         return _ScannedRef(ref.get("ref_id"), split, None, [], ["malformed ref"])
-    ref_id, ann_id, image_id, split = ref["ref_id"], ref["ann_id"], ref["image_id"], ref["split"]
+    ref_id, image_id, split = ref["ref_id"], ref["image_id"], ref["split"]
     problems: list[str] = []
     if not _safe_split_name(split):  # `sera eval --save-masks` writes into DIR/{split}/
         problems.append("unsafe split name")
@@ -207,16 +289,18 @@ def _scan_ref(
     file_problem = file_ok[image_id] if rec is not None else None
     if file_problem:
         problems.append(file_problem)
-    ann = anns.get(ann_id)
-    if ann is None:
-        problems.append("missing annotation")
-    elif ann.get("image_id", image_id) != image_id:
-        problems.append("annotation of another image")
-    elif rec is not None:
-        if ann_id not in seg_ok:
-            seg_ok[ann_id] = segmentation_problem(ann["segmentation"], rec.height, rec.width)
-        if seg_ok[ann_id]:
-            problems.append("bad segmentation")
+    for ann_id in ann_ids:
+        ann = anns.get(ann_id)
+        if ann is None:
+            problems.append("missing annotation")
+        elif ann.get("image_id", image_id) != image_id:
+            problems.append("annotation of another image")
+        elif rec is not None:
+            if ann_id not in seg_ok:
+                seg_ok[ann_id] = segmentation_problem(ann["segmentation"], rec.height, rec.width)
+            if seg_ok[ann_id]:
+                problems.append("bad segmentation")
+    untagged = NO_TARGET if not ann_ids else MULTI_TARGET if len(ann_ids) > 1 else None
     samples = []
     for sent in ref["sentences"]:
         text = _sentence_text(sent) if isinstance(sent, dict) else None
@@ -231,14 +315,14 @@ def _scan_ref(
             ReferSample(
                 ref_id=ref_id,
                 sent_id=sent["sent_id"],
-                ann_id=ann_id,
+                ann_ids=ann_ids,
                 image_id=image_id,
                 sentence=text,
                 split=split,
-                expr_type=expr_type if isinstance(expr_type, str) else None,
+                expr_type=expr_type if isinstance(expr_type, str) else untagged,
             )
         )
-    return _ScannedRef(ref_id, split, image_id, samples, problems)
+    return _ScannedRef(ref_id, split, image_id, samples, problems, ann_ids)
 
 
 def describe_ref(ref: _ScannedRef) -> str:
@@ -257,7 +341,7 @@ class ReferIndex:
         self,
         root: Path,
         dataset: str,
-        split_by: str,
+        layout: Layout,
         images: dict[int, _ImageRecord],
         anns: dict[int, Any],
         samples: dict[str, list[ReferSample]],
@@ -265,8 +349,10 @@ class ReferIndex:
     ) -> None:
         self.root = root
         self.dataset = dataset
-        self.split_by = split_by
-        self.image_dir = root / IMAGE_DIR
+        self.split_by = layout.split_by
+        self.image_dir = layout.image_dir
+        #: the gRefCOCO layout: refs may name no object or several
+        self.generalized = layout.generalized
         #: refs left out per split by `skip_bad=True` (empty when nothing was left out)
         self.skipped = skipped
         self._images = images
@@ -282,7 +368,8 @@ class ReferIndex:
         *,
         skip_bad: bool = False,
     ) -> ReferIndex:
-        """Read `DATA/{dataset}/instances.json` and `refs({split_by}).p` and index every sentence.
+        """Read `DATA/{dataset}/instances.json` and its refs file (`refs({split_by}).p`, or
+        gRefCOCO's `grefs({split_by}).p`/`.json`) and index every sentence.
 
         `split_by=None` takes the dataset's default (unc; umd for refcocog; for an unknown name,
         the only refs file present). With `skip_bad=False` any bad entry raises SeraError; with
@@ -290,14 +377,14 @@ class ReferIndex:
         left out, and `index.skipped` counts the refs affected per split.
         """
         root = Path(data_root)
-        scan, images, anns, split_by = scan_refs(root, dataset, split_by)
+        scan, images, anns, layout = scan_refs(root, dataset, split_by)
         samples: dict[str, list[ReferSample]] = {}
         skipped: Counter[str] = Counter()
         bad = [ref for ref in scan if ref.problems]
         if bad and not skip_bad:
             examples = "; ".join(describe_ref(ref) for ref in bad[:MAX_EXAMPLES])
             raise SeraError(
-                f"{len(bad)} bad entries in {root / dataset} (refs({split_by}).p), e.g. "
+                f"{len(bad)} bad entries in {root / dataset} ({layout.refs.name}), e.g. "
                 f"{examples}; run `sera data check {root} --dataset {dataset}` to count them per "
                 "split, or leave them out (skip_bad=True / --skip-bad)"
             )
@@ -307,7 +394,7 @@ class ReferIndex:
                 if not set(ref.problems) <= _SENTENCE_PROBLEMS:
                     continue  # the ref itself is unusable; a bad sentence only drops itself
             samples.setdefault(ref.split, []).extend(ref.samples)
-        return cls(root, dataset, split_by, images, anns, samples, dict(skipped))
+        return cls(root, dataset, layout, images, anns, samples, dict(skipped))
 
     def splits(self) -> list[str]:
         """Split names present, in the conventional order (train, val, test, testA, testB, ...)."""
@@ -352,19 +439,22 @@ class ReferIndex:
         )
 
     def mask(self, sample: ReferSample) -> np.ndarray:
-        """(H, W) bool ground-truth mask of the sample's annotation."""
+        """(H, W) bool ground-truth mask: the union of the sample's annotations, all False for an
+        expression that names nothing."""
         rec = self._images[sample.image_id]
-        return decode_segmentation(self._anns[sample.ann_id]["segmentation"], rec.height, rec.width)
+        mask = np.zeros((rec.height, rec.width), bool)
+        for ann_id in sample.ann_ids:
+            mask |= decode_segmentation(self._anns[ann_id]["segmentation"], rec.height, rec.width)
+        return mask
 
 
 def scan_refs(
     root: Path, dataset: str, split_by: str | None
-) -> tuple[list[_ScannedRef], dict[int, _ImageRecord], dict[int, Any], str]:
-    instances_path, refs_path, split_by = _resolve_paths(root, dataset, split_by)
-    images, anns = _load_instances(instances_path)
-    refs = load_refs(refs_path)
+) -> tuple[list[_ScannedRef], dict[int, _ImageRecord], dict[int, Any], Layout]:
+    layout = resolve_layout(root, dataset, split_by)
+    images, anns = _load_instances(layout.instances)
+    refs = _load_refs(layout.refs)
     file_ok: dict[int, str | None] = {}
     seg_ok: dict[int, str | None] = {}
-    image_dir = root / IMAGE_DIR
-    scanned = [_scan_ref(r, images, anns, image_dir, file_ok, seg_ok) for r in refs]
-    return scanned, images, anns, split_by
+    scanned = [_scan_ref(r, images, anns, layout.image_dir, file_ok, seg_ok) for r in refs]
+    return scanned, images, anns, layout

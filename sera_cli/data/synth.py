@@ -16,8 +16,18 @@ Splits: train and val draw 2-5 objects per image; testA has 2-3 (sparse scenes),
 (crowded scenes, where spatial and relational cues matter more), echoing RefCOCO's testA/testB
 being two different populations.
 
+With `generalized=True` (`sera data synth --generalized`) the set is written in the gRefCOCO
+layout instead, and each image also gets refs that name several objects or none (ReLA's
+generalized referring segmentation):
+
+- multi-target: "both red shapes", "the two squares", "all circles": every object of a colour,
+  a shape or both, when there are at least two; the target is their union;
+- no-target:    "the purple star", "the triangle": a colour or a shape absent from the image
+  (purple and orange are never painted, so any expression naming them names nothing).
+
 The output is deterministic for a seed (byte for byte): every image draws from its own generator
-seeded by (seed, image number), JSON keys are sorted and nothing records the time.
+seeded by (seed, image number), JSON keys are sorted and nothing records the time. The generalized
+set draws its extra refs after everything the plain set draws, so both hold the same images.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from sera_cli.data.masks import decode_segmentation
-from sera_cli.data.refer import IMAGE_DIR
+from sera_cli.data.refer import GENERALIZED_IMAGE_DIR, IMAGE_DIR, MULTI_TARGET, NO_TARGET
 from sera_cli.errors import SeraError
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star")
@@ -54,6 +64,11 @@ OBJECTS: dict[str, tuple[int, int]] = {
     "testB": (4, 5),
 }
 EXPRESSION_TYPES = ("appearance", "spatial", "size", "relational")
+GENERALIZED_TYPES = (MULTI_TARGET, NO_TARGET)
+#: Colours no object is painted in: a no-target expression may name them ("the purple star").
+UNSEEN_COLOURS: tuple[str, ...] = ("purple", "orange")
+MAX_GENERALIZED_SENTENCES = 2  # per multi-target or no-target ref
+_COUNTS = {2: "two", 3: "three", 4: "four", 5: "five"}
 SIDE_RANGE = (160, 320)  # image width and height, pixels, inclusive
 POSITION_MARGIN = 0.10  # of the image side: how far apart "left"/"right"/... must be
 AREA_RATIO = 1.6  # how much bigger "biggest" must be than the next
@@ -61,6 +76,7 @@ MAX_REFS_PER_IMAGE = 3
 MAX_SENTENCES_PER_REF = 3
 
 _GENERIC = ("one", "shape", "thing", "object")
+_GENERIC_PLURAL = ("ones", "shapes", "things", "objects")
 _SPATIAL = {
     "left": ("the leftmost {np}", "the {np} on the left", "the left {np}"),
     "right": ("the rightmost {np}", "the {np} on the right", "the right {np}"),
@@ -301,6 +317,60 @@ def _choose_sentences(
     return chosen
 
 
+def _pick_distinct(options: list[str], rng: np.random.Generator, k: int) -> list[str]:
+    """Up to k distinct options in a random order."""
+    unique = list(dict.fromkeys(options))
+    return [unique[i] for i in rng.permutation(len(unique))[:k]]
+
+
+def _multi_target(objs: list[_Obj], rng: np.random.Generator) -> tuple[list[_Obj], list[str]]:
+    """Every object of one colour, shape or both, when that is at least two objects, and up to
+    MAX_GENERALIZED_SENTENCES expressions naming them all; ([], []) when no two objects share
+    either."""
+    descs = {d for o in objs for d in ((o.colour, None), (None, o.shape), (o.colour, o.shape))}
+    groups = sorted((d for d in descs if len(_matches(objs, *d)) >= 2),
+                    key=lambda d: (d[0] or "", d[1] or ""))
+    if not groups:
+        return [], []
+    colour, shape = groups[int(rng.integers(len(groups)))]
+    members = _matches(objs, colour, shape)
+    head = [f"{shape}s" if shape else _GENERIC_PLURAL[int(rng.integers(len(_GENERIC_PLURAL)))]
+            for _ in range(2)]
+    nouns = [f"{colour} {h}" if colour else h for h in head]
+    options = [f"all {nouns[0]}", f"all the {nouns[1]}", f"the {_COUNTS[len(members)]} {nouns[0]}"]
+    if len(members) == 2:
+        options.append(f"both {nouns[1]}")
+    return members, _pick_distinct(options, rng, MAX_GENERALIZED_SENTENCES)
+
+
+def _no_target(objs: list[_Obj], rng: np.random.Generator) -> list[str]:
+    """Up to MAX_GENERALIZED_SENTENCES expressions naming a colour or a shape that no object in
+    the scene has, so that they name nothing."""
+    colours = {o.colour for o in objs}
+    shapes = {o.shape for o in objs}
+    options = []
+    for colour in (*COLOURS, *UNSEEN_COLOURS, None):
+        for shape in (*SHAPES, None):
+            absent = (colour is not None and colour not in colours) or (
+                shape is not None and shape not in shapes)
+            if absent:
+                noun = _noun(colour, shape, rng)
+                options.append(noun if rng.uniform() < 0.3 else f"the {noun}")
+    return _pick_distinct(options, rng, MAX_GENERALIZED_SENTENCES)
+
+
+def _generalized_refs(
+    objs: list[_Obj], rng: np.random.Generator
+) -> list[tuple[list[_Obj], list[tuple[str, str]]]]:
+    """The multi-target ref (when the scene has one) and the no-target ref of a scene."""
+    refs: list[tuple[list[_Obj], list[tuple[str, str]]]] = []
+    members, sentences = _multi_target(objs, rng)
+    if members:
+        refs.append((members, [(x, MULTI_TARGET) for x in sentences]))
+    refs.append(([], [(x, NO_TARGET) for x in _no_target(objs, rng)]))
+    return refs
+
+
 # ------------------------------------------------------------------------------------- writing
 
 
@@ -329,19 +399,24 @@ def synthesize(
     n_images: int = 900,
     seed: int = 0,
     *,
-    name: str = "synth",
+    name: str | None = None,
     weights: Mapping[str, int] = SPLIT_WEIGHTS,
     progress: Callable[[int, int], None] | None = None,
+    generalized: bool = False,
 ) -> SynthSummary:
     """Write `out_dir/{name}/instances.json`, `refs(unc).p` and the JPEG images; return counts.
 
     900 images (600 train, 100 val, 100 testA, 100 testB) take a few seconds and are enough for
-    `sera-tiny` to learn on a CPU. `name` is the dataset folder: the loader reads the result as
-    `synth` or, written with name="refcoco", as `refcoco`. `progress(done, total)` is called after
-    every image. A folder that cannot be written (or a full disk) raises SeraError naming it.
+    `sera-tiny` to learn on a CPU. `name` is the dataset folder (default `synth`, `grefcoco` when
+    generalized): the loader reads the result as `synth` or, written with name="refcoco", as
+    `refcoco`. `generalized=True` writes the gRefCOCO layout (`grefs(unc).json`, images under
+    `images/train2014/`) with multi-target and no-target refs besides the ordinary ones.
+    `progress(done, total)` is called after every image. A folder that cannot be written (or a
+    full disk) raises SeraError naming it.
     """
+    name = name or ("grefcoco" if generalized else "synth")
     try:
-        return _synthesize(Path(out_dir), n_images, seed, name, weights, progress)
+        return _synthesize(Path(out_dir), n_images, seed, name, weights, progress, generalized)
     except OSError as exc:
         where = exc.filename or out_dir
         raise SeraError(f"cannot write the synthetic data set to {out_dir} ({where}: "
@@ -356,11 +431,12 @@ def _synthesize(
     name: str,
     weights: Mapping[str, int],
     progress: Callable[[int, int], None] | None,
+    generalized: bool,
 ) -> SynthSummary:
     from pycocotools import mask as mask_utils
 
     root = Path(out_dir)
-    image_dir = root / IMAGE_DIR
+    image_dir = root / (GENERALIZED_IMAGE_DIR if generalized else IMAGE_DIR)
     image_dir.mkdir(parents=True, exist_ok=True)
     (root / name).mkdir(parents=True, exist_ok=True)
     counts = split_counts(n_images, weights)
@@ -376,9 +452,12 @@ def _synthesize(
         for _ in range(n_split):
             image_id += 1
             rng = np.random.default_rng([seed, image_id])
-            w, h, objs, scene_refs = _scene(rng, OBJECTS.get(split, OBJECTS["train"]))
+            w, h, objs, single_refs = _scene(rng, OBJECTS.get(split, OBJECTS["train"]))
             file_name = f"{name}_{image_id:06d}.jpg"
             _render(rng, w, h, objs).save(image_dir / file_name, quality=92)
+            scene_refs = [([target], sentences) for target, sentences in single_refs]
+            if generalized:  # drawn last: the plain set's draws, and bytes, stay as they were
+                scene_refs += _generalized_refs(objs, rng)
             images.append({"id": image_id, "file_name": file_name, "width": w, "height": h})
             ann_ids = {}
             for k, o in enumerate(objs):
@@ -396,24 +475,26 @@ def _synthesize(
                         "color": o.colour,
                     }
                 )
-            for target, sentences in scene_refs:
+            for targets, sentences in scene_refs:
                 ref_id = len(refs) + 1
                 sent_ids = [ref_id * 10 + j for j in range(len(sentences))]
-                refs.append(
-                    {
-                        "ref_id": ref_id,
-                        "ann_id": ann_ids[id(target)],
-                        "image_id": image_id,
-                        "category_id": SHAPES.index(target.shape) + 1,
-                        "split": split,
-                        "file_name": f"{name}_{image_id:06d}_{ref_id}.jpg",
-                        "sent_ids": sent_ids,
-                        "sentences": [
-                            {"sent_id": i, "sent": s, "raw": s, "tokens": s.split(), "type": k}
-                            for i, (s, k) in zip(sent_ids, sentences, strict=True)
-                        ],
-                    }
-                )
+                ids = [ann_ids[id(t)] for t in targets]
+                categories = [SHAPES.index(t.shape) + 1 for t in targets]
+                ref = {
+                    # gRefCOCO: a list of annotations, [-1] for no target; refer: one
+                    "ann_id": (ids or [-1]) if generalized else ids[0],
+                    "image_id": image_id,
+                    "category_id": sorted(set(categories)) if generalized else categories[0],
+                    "split": split,
+                    "file_name": f"{name}_{image_id:06d}_{ref_id}.jpg",
+                    "sent_ids": sent_ids,
+                    "sentences": [
+                        {"sent_id": i, "sent": s, "raw": s, "tokens": s.split(), "type": k}
+                        for i, (s, k) in zip(sent_ids, sentences, strict=True)
+                    ],
+                }
+                refs.append({"ref_id": ref_id, **ref,
+                             **({"no_target": not targets} if generalized else {})})
                 types.update(k for _, k in sentences)
                 summary.refs[split] += 1
                 summary.sentences[split] += len(sentences)
@@ -428,7 +509,11 @@ def _synthesize(
         ],
     }
     (root / name / "instances.json").write_text(json.dumps(instances, sort_keys=True))
-    with (root / name / "refs(unc).p").open("wb") as f:
-        pickle.dump(refs, f, protocol=2)
-    summary.types = {k: types[k] for k in EXPRESSION_TYPES}
+    if generalized:
+        (root / name / "grefs(unc).json").write_text(json.dumps(refs, sort_keys=True))
+    else:
+        with (root / name / "refs(unc).p").open("wb") as f:
+            pickle.dump(refs, f, protocol=2)
+    summary.types = {k: types[k] for k in EXPRESSION_TYPES
+                     + (GENERALIZED_TYPES if generalized else ())}
     return summary

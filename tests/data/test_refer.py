@@ -155,7 +155,7 @@ def test_splits_and_every_sentence_is_a_sample(refer_root: Path) -> None:
     assert index.splits() == ["train", "val", "testA", "testB"]
     assert [len(index.samples(s)) for s in index.splits()] == [3, 3, 1, 1]
     first = index.samples("train")[0]
-    assert first == ReferSample(1, 101, 11, 1, "the square", "train", "appearance")
+    assert first == ReferSample(1, 101, (11,), 1, "the square", "train", "appearance")
     assert index.samples("val")[0].expr_type is None
     assert index.image_path(first) == refer_root / IMAGES / "rgb.jpg"
     assert find_datasets(refer_root) == ["refcoco"]

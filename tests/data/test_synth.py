@@ -73,10 +73,10 @@ def test_too_few_images_is_a_user_error(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------- resolver
 
 
-def _objects(root: Path) -> dict[int, list[dict]]:
+def _objects(root: Path, dataset: str = "synth") -> dict[int, list[dict]]:
     """Per image: objects with shape, colour, mask centroid and area, from instances.json."""
-    index = ReferIndex.load(root, "synth")
-    inst = json.loads((root / "synth" / "instances.json").read_text())
+    index = ReferIndex.load(root, dataset)
+    inst = json.loads((root / dataset / "instances.json").read_text())
     names = {c["id"]: c["name"] for c in inst["categories"]}
     sizes = {im["id"]: (im["height"], im["width"]) for im in inst["images"]}
     from sera_cli.data.masks import decode_segmentation
@@ -196,7 +196,7 @@ def test_every_sentence_names_exactly_its_object(synth_data_root: Path) -> None:
         for s in index.samples(split):
             kind, hits = _resolve(s.sentence, objects[s.image_id])
             assert kind == s.expr_type, s
-            assert [o["id"] for o in hits] == [s.ann_id], s
+            assert [o["id"] for o in hits] == list(s.ann_ids), s
             seen += 1
     assert seen == sum(len(index.samples(x)) for x in index.splits()) > 50
 
@@ -224,5 +224,76 @@ def test_pixels_inside_a_mask_have_the_named_colour(synth_data_root: Path) -> No
     }
     for sample in index.samples("val"):
         pixels = np.asarray(index.image(sample)).astype(float)[index.mask(sample)]
-        target = reference[objects[sample.ann_id]["colour"]]
+        target = reference[objects[sample.ann_ids[0]]["colour"]]
         assert np.abs(np.median(pixels, axis=0) - target).max() < 40
+
+
+# -------------------------------------------------------------------------- generalized (gRefCOCO)
+
+UNSEEN = {"purple", "orange"}
+GENERIC_PLURAL = {"ones", "shapes", "things", "objects"}
+COUNTS = {"both": 2, "the two": 2, "the three": 3, "the four": 4, "the five": 5}
+
+
+def _resolve_generalized(sentence: str, objs: list[dict]) -> tuple[str, list[dict]]:
+    """(type, objects) of a multi-target or no-target sentence, from its words."""
+    m = re.fullmatch(r"(all the|all|both|the two|the three|the four|the five) (.+)", sentence)
+    if m:
+        *colour, head = m.group(2).split()
+        assert colour in ([], *([c] for c in COLOURS)), sentence
+        assert head in GENERIC_PLURAL or (head.endswith("s") and head[:-1] in SHAPES), sentence
+        hits = [o for o in objs if (not colour or o["colour"] == colour[0])
+                and (head in GENERIC_PLURAL or o["shape"] == head[:-1])]
+        assert len(hits) == COUNTS.get(m.group(1), len(hits)) >= 2, sentence
+        return "multi-target", hits
+    *colour, head = sentence.removeprefix("the ").split()
+    assert colour in ([], *([c] for c in COLOURS | UNSEEN)), sentence
+    assert head in SHAPES | GENERIC, sentence
+    named_colour = colour[0] if colour else None
+    absent = (named_colour is not None and named_colour not in {o["colour"] for o in objs}) or (
+        head in SHAPES and head not in {o["shape"] for o in objs})
+    assert absent, sentence  # a colour or a shape the image does not have
+    return "no-target", []
+
+
+def test_generalized_sentences_name_exactly_their_objects(gref_synth_root: Path) -> None:
+    index = ReferIndex.load(gref_synth_root, "grefcoco")
+    assert index.generalized
+    objects = _objects(gref_synth_root, "grefcoco")
+    seen: dict[str, int] = {}
+    for split in index.splits():
+        for s in index.samples(split):
+            resolve = _resolve_generalized if s.expr_type in ("multi-target", "no-target") \
+                else _resolve
+            kind, hits = resolve(s.sentence, objects[s.image_id])
+            assert kind == s.expr_type, s
+            assert sorted(o["id"] for o in hits) == sorted(s.ann_ids), s
+            seen[kind] = seen.get(kind, 0) + 1
+    assert seen["no-target"] >= 18 and seen["multi-target"] >= 5
+
+
+def test_generalized_layout_holds_the_plain_sets_images_and_refs(
+        gref_synth_root: Path, synth_data_root: Path) -> None:
+    images = gref_synth_root / "images" / "train2014"
+    assert (gref_synth_root / "grefcoco" / "grefs(unc).json").is_file()
+    assert not (gref_synth_root / "grefcoco" / "refs(unc).p").exists()
+    plain_images = synth_data_root / "images" / "mscoco" / "images" / "train2014"
+    assert [p.read_bytes() for p in sorted(images.iterdir())] == [
+        p.read_bytes() for p in sorted(plain_images.iterdir())]
+    plain = ReferIndex.load(synth_data_root, "synth")
+    general = ReferIndex.load(gref_synth_root, "grefcoco")
+    for split in plain.splits():
+        single = [(s.image_id, s.sentence, s.ann_ids, s.expr_type) for s in general.samples(split)
+                  if s.expr_type in ("appearance", "spatial", "size", "relational")]
+        assert single == [(s.image_id, s.sentence, s.ann_ids, s.expr_type)
+                          for s in plain.samples(split)]
+    refs = json.loads((gref_synth_root / "grefcoco" / "grefs(unc).json").read_text())
+    assert all(r["no_target"] == (r["ann_id"] == [-1]) and isinstance(r["ann_id"], list)
+               for r in refs)
+
+
+def test_generalized_same_seed_same_bytes(tmp_path: Path, gref_synth_root: Path) -> None:
+    summary = synthesize(tmp_path, n_images=18, seed=0, generalized=True)
+    assert _digest(tmp_path) == _digest(gref_synth_root)
+    assert summary.dataset == "grefcoco" and set(summary.types) == {
+        "appearance", "spatial", "size", "relational", "multi-target", "no-target"}
