@@ -68,6 +68,7 @@ class LossConfig:
     z_loss: float = 1e-3
     balance_loss: float = 1e-2
     assignment_loss: float = 1e-2
+    no_target_loss: float = 1.0  # BCE of the no-target head (a model with one)
 
 
 @dataclass
@@ -96,6 +97,10 @@ class ModelConfig:
     decoder_heads: int = 8
     decoder_ffn: int = 512
     projector_dim: int | None = None  # channels after the first upsampling; None: fusion_dim
+    # A head that says "this expression names nothing" (ReLA's, for gRefCOCO). None: decided when
+    # training starts, on when the training split has no-target expressions (config.json then
+    # records true or false); configs written before it existed load as None, built without.
+    no_target_head: bool | None = None
     loss: LossConfig = field(default_factory=LossConfig)
 
     @property

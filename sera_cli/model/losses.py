@@ -1,4 +1,5 @@
-"""Training objective: mask BCE (+ optional Dice) and the routing regularizers of every router."""
+"""Training objective: mask BCE (+ optional Dice), the no-target BCE of a model with that head,
+and the routing regularizers of every router."""
 
 from __future__ import annotations
 
@@ -27,14 +28,19 @@ def routing_losses(routings: dict[str, Routing]) -> dict[str, torch.Tensor]:
             for name, f in regularizers.items()}
 
 
-def sera_loss(output: SeraOutput, mask: torch.Tensor,
-              weights: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """mask: (B, S, S) letterboxed ground truth in {0, 1}; resized to the logits' resolution."""
+def sera_loss(output: SeraOutput, mask: torch.Tensor, weights: LossConfig,
+              no_target: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """mask: (B, S, S) letterboxed ground truth in {0, 1} (empty for an expression naming
+    nothing), resized to the logits' resolution; no_target: (B,) flags in {0, 1}, scored by the
+    no-target head when the model has one (as ReLA trains its own)."""
     logits = output.logits.float()
     target = F.interpolate(mask[:, None].float(), size=logits.shape[-2:], mode="nearest")
     parts = {"bce": F.binary_cross_entropy_with_logits(logits, target)}
     if weights.dice:
         parts["dice"] = dice_loss(logits, target)
+    if output.no_target is not None and no_target is not None:
+        parts["no_target_loss"] = F.binary_cross_entropy_with_logits(
+            output.no_target.float(), no_target.float().to(logits.device))
     parts.update({k: v.to(logits.device) for k, v in routing_losses(output.routings).items()})
     total = sum(getattr(weights, k) * v for k, v in parts.items())
     return total, {k: float(v.detach()) for k, v in parts.items()}

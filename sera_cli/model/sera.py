@@ -3,7 +3,8 @@
 Data flow (shapes for sera-b): expression ids (B, 17) -> CLIP text with adapters -> words
 (B, 17, 512), sentence (B, 512); image (B, 3, 448, 448) -> DINOv2 with SERA-Adapters -> three
 (B, 768, 32, 32) maps -> neck -> (B, 512, 32, 32) -> SERA-Fusion (routed experts) -> decoder ->
-projector -> mask logits (B, 1, 128, 128).
+projector -> mask logits (B, 1, 128, 128); with `no_target_head`, the decoded map also gives one
+"names nothing" logit per expression (B,).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sera_cli.model.backbones import ClipText, build_clip_text, build_dinov2
 from sera_cli.model.decoder import Decoder
 from sera_cli.model.fusion import build_fusion, build_routed
 from sera_cli.model.neck import Neck
+from sera_cli.model.no_target import NoTargetHead
 from sera_cli.model.peft import apply_tuning
 from sera_cli.model.projector import Projector
 from sera_cli.model.routing import RoutedExperts, Routing
@@ -31,6 +33,7 @@ from sera_cli.registry import Registry, default_registry
 class SeraOutput:
     logits: torch.Tensor  # (B, 1, h, w) mask logits at the projector's resolution
     routings: dict[str, Routing]  # "adapter.<block>" and "fusion"
+    no_target: torch.Tensor | None = None  # (B,) logits of "names nothing"; None without the head
 
 
 class SeraModel(nn.Module):
@@ -52,6 +55,8 @@ class SeraModel(nn.Module):
         self.fusion = fusion
         self.decoder = Decoder(d, cfg.decoder_heads, cfg.decoder_ffn, cfg.decoder_layers)
         self.projector = Projector(d, d, cfg.projector_dim)
+        # Absent, not merely unused, when off: the state dict of a run without it is unchanged.
+        self.no_target_head = NoTargetHead(d) if cfg.no_target_head else None
 
     def routed(self) -> dict[str, RoutedExperts]:
         found = {f"adapter.{k}": a.experts for k, a in self.vision.adapters.items()}
@@ -67,9 +72,10 @@ class SeraModel(nn.Module):
         x = self.fusion(x)
         x = self.decoder(x, words_d, pad)
         logits = self.projector(x, sentence_d)  # (B, 1, 4H, 4W)
+        no_target = None if self.no_target_head is None else self.no_target_head(x, sentence_d)
         routings = {k: m.last_routing for k, m in self.routed().items()
                     if m.last_routing is not None}
-        return SeraOutput(logits, routings)
+        return SeraOutput(logits, routings, no_target)
 
 
 def resolve_plugins(cfg: ModelConfig, registry: Registry) -> tuple[list, list, Any, Any]:
