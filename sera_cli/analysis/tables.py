@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sera_cli.analysis.metrics import PROTOCOLS
 from sera_cli.analysis.routing import ByType, grid, router_order
 
 if TYPE_CHECKING:
     from rich.table import Table
-
-METRIC_COLUMNS = ["miou", "oiou", "prec@0.5", "prec@0.6", "prec@0.7", "prec@0.8", "prec@0.9"]
 
 
 def routing_table(title: str, by_type: ByType) -> Table:
@@ -39,17 +38,23 @@ def routing_tables(result: dict[str, Any], prefix: str) -> list[Table]:
 
 
 def results_table(results: list[dict[str, Any]], title: str) -> Table:
-    """One row per (data set, split), indented rows per expression type, metrics in percent."""
+    """One row per (data set, split), indented rows per expression type, the figures of the
+    results' protocol in percent, each column headed by its figure and that protocol: one
+    protocol's mIoU is not another's."""
     from rich.table import Table
 
+    protocols = list(dict.fromkeys(r["protocol"] for r in results))
+    figures = list(dict.fromkeys(f for p in protocols for f in PROTOCOLS[p].figures()))
     table = Table(title=title)
-    for column in ["data set", "split", "n", *METRIC_COLUMNS]:
-        table.add_column(column, justify="left" if column in ("data set", "split") else "right")
+    for column in ["data set", "split", "n"]:
+        table.add_column(column, justify="right" if column == "n" else "left")
+    for figure in figures:
+        table.add_column(f"{figure}\n{'/'.join(protocols)}", justify="right")
     for r in results:
-        table.add_row(r["dataset"], r["split"], str(r["n"]), *[_pct(r[m]) for m in METRIC_COLUMNS])
+        table.add_row(r["dataset"], r["split"], str(r["n"]), *[_pct(r.get(m)) for m in figures])
         for expr_type, sub in r.get("by_type", {}).items():
             table.add_row("", f"  {expr_type}", str(sub["n"]),
-                          *[_pct(sub[m]) for m in METRIC_COLUMNS])
+                          *[_pct(sub.get(m)) for m in figures])
     return table
 
 

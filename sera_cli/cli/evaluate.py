@@ -27,15 +27,21 @@ def evaluate(
     save_masks: Annotated[Path | None, typer.Option(
         help="Write DIR/{split}/{ref_id}_{sent_id}.png.")] = None,
     skip_bad: options.SkipBad = False,
+    protocol: Annotated[str, typer.Option(
+        help="Scoring protocol: sera, cris (CRIS/DETRIS), lavt, rela (gRefCOCO: gIoU, cIoU, "
+             "N-acc, T-acc); docs/metrics.md.")] = "sera",
     as_json: options.Json = False,
 ) -> None:
-    """Evaluate a run: mIoU, oIoU, Prec@X per split, and how the routers used their experts."""
+    """Evaluate a run: mIoU, oIoU, Prec@X per split (or the figures of another protocol), and
+    how the routers used their experts."""
+    from sera_cli.analysis.metrics import protocol_named
     from sera_cli.cli.progress import bar, progress_factory
     from sera_cli.engine.evaluation import evaluate_plan, plan_eval
     from sera_cli.engine.loading import open_run
     from sera_cli.errors import SeraError
     from sera_cli.runs.folders import resolve_run
 
+    protocol_named(protocol)  # a misspelt protocol fails before the model loads
     splits = None if split is None else [s.strip() for s in split.split(",") if s.strip()]
     if splits == []:
         raise SeraError(f"--split {split!r} names no split; give names such as val,testA")
@@ -52,21 +58,23 @@ def evaluate(
                    + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
     with bar(quiet=as_json) as progress:
         results = evaluate_plan(run, plan, batch_size=batch_size, workers=workers,
-                                save_masks=save_masks, progress=progress_factory(progress))
+                                save_masks=save_masks, progress=progress_factory(progress),
+                                protocol=protocol)
     if as_json:
         typer.echo(json.dumps({"checkpoint": str(run.path), "threshold": run.threshold,
-                               "results": results}, indent=2))
+                               "protocol": protocol, "results": results}, indent=2))
         return
-    print_results(results, run.threshold, str(run.path))
+    print_results(results, run.threshold, str(run.path), protocol)
 
 
-def print_results(results: list[dict[str, Any]], threshold: float, run: str) -> None:
+def print_results(results: list[dict[str, Any]], threshold: float, run: str,
+                  protocol: str = "sera") -> None:
     from rich.console import Console
 
     from sera_cli.analysis.tables import results_table, routing_tables
 
     console = Console()
-    console.print(results_table(results, f"{run} (threshold {threshold})"))
+    console.print(results_table(results, f"{run} (threshold {threshold}, protocol {protocol})"))
     for r in results:
         for routing in routing_tables(r, f"{r['dataset']} {r['split']}"):
             console.print(routing)

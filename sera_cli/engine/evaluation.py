@@ -1,7 +1,8 @@
 """Scoring a model on a split as the RIS literature does, with routing statistics beside it.
 
 Every (ref, sentence) pair counts; probabilities go back to the original image size through the
-exact letterbox inverse before thresholding (DESIGN.md "Metrics").
+exact letterbox inverse, then one protocol (`analysis/metrics.py`: sera, cris, lavt, rela)
+thresholds and scores them (DESIGN.md "Metrics", docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from sera_cli.analysis.metrics import MaskScorer
+from sera_cli.analysis.metrics import DEFAULT_PROTOCOL, MaskScorer, decide
 from sera_cli.analysis.routing import RoutingStats, expert_names
 from sera_cli.config import THRESHOLD_DEFAULT
 from sera_cli.data.dataset import ReferDataset, collate, dataset_for
@@ -30,12 +31,15 @@ from sera_cli.model.sera import SeraModel
 def evaluate(model: SeraModel, dataset: ReferDataset, *, batch_size: int = 16,
              threshold: float = THRESHOLD_DEFAULT, device: torch.device | str = "cpu",
              precision: str = "fp32", workers: int = 0, save_masks: Path | None = None,
-             on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Metrics (percent) and routing statistics of ``model`` over every sample of ``dataset``."""
+             on_batch: Callable[[int], None] | None = None,
+             protocol: str = DEFAULT_PROTOCOL) -> dict[str, Any]:
+    """Metrics (percent, under ``protocol``) and routing statistics of ``model`` over every
+    sample of ``dataset``. Saved masks are the model's answer (``p >= threshold``, empty where
+    its no-target head says the expression names nothing), whatever the protocol."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    scorer, routing = MaskScorer(), RoutingStats()
+    scorer, routing = MaskScorer(protocol, threshold), RoutingStats()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=collate)
     if save_masks is not None:
@@ -44,13 +48,16 @@ def evaluate(model: SeraModel, dataset: ReferDataset, *, batch_size: int = 16,
         with autocast(device, precision):
             out = model(batch["image"].to(device), batch["words"].to(device))
         probs = torch.sigmoid(out.logits.float()).cpu()
+        no_target = [None] * len(probs) if out.no_target is None else \
+            torch.sigmoid(out.no_target.float()).cpu().tolist()
         metas = [dataset.meta(int(i)) for i in batch["index"]]
-        for prob, meta in zip(probs, metas, strict=True):
-            pred = (unletterbox(prob[0], meta.letterbox) >= threshold).numpy()
-            scorer.update(pred, dataset.index.mask(meta.sample), meta.sample.expr_type)
+        for prob, nt, meta in zip(probs, no_target, metas, strict=True):
+            original = unletterbox(prob[0], meta.letterbox).numpy()
+            scorer.update(original, dataset.index.mask(meta.sample), meta.sample.expr_type, nt)
             if save_masks is not None:
                 _write_mask(save_masks / dataset.split /
-                            f"{meta.sample.ref_id}_{meta.sample.sent_id}.png", pred)
+                            f"{meta.sample.ref_id}_{meta.sample.sent_id}.png",
+                            decide(original >= threshold, nt)[0])
         routing.update(out.routings, [m.sample.expr_type for m in metas])
         if on_batch is not None:
             on_batch(len(metas))
@@ -116,17 +123,18 @@ def plan_eval(run: LoadedRun, data: Path | None = None, dataset: str | None = No
 
 
 def evaluate_plan(run: LoadedRun, plan: EvalPlan, *, batch_size: int = 16, workers: int = 0,
-                  save_masks: Path | None = None,
-                  progress: ProgressFactory = no_progress) -> list[dict[str, Any]]:
-    """Score every split of ``plan``: one result per split, labelled with its data set. Masks
-    go to ``save_masks/{split}/`` (``save_masks/{dataset}/{split}/`` for several data sets)."""
+                  save_masks: Path | None = None, progress: ProgressFactory = no_progress,
+                  protocol: str = DEFAULT_PROTOCOL) -> list[dict[str, Any]]:
+    """Score every split of ``plan`` under ``protocol``: one result per split, labelled with its
+    data set and protocol. Masks go to ``save_masks/{split}/`` (``save_masks/{dataset}/{split}/``
+    for several data sets)."""
     several = len(plan.datasets) > 1
     results = []
     for name, ds in plan.splits:
         result = evaluate(run.model, ds, batch_size=batch_size, threshold=run.threshold,
                           device=run.device, workers=workers,
                           save_masks=save_masks / name if save_masks and several else save_masks,
-                          on_batch=progress(f"{name} {ds.split}", len(ds)))
+                          on_batch=progress(f"{name} {ds.split}", len(ds)), protocol=protocol)
         results.append({"dataset": name, **result})
     return results
 

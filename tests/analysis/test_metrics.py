@@ -72,12 +72,19 @@ def test_two_samples_exact_miou_vs_oiou() -> None:
     assert r["miou"] == pytest.approx(65.0) and r["oiou"] == pytest.approx(75.0)
 
 
+def test_probabilities_are_thresholded_inclusively() -> None:
+    s = MaskScorer(threshold=0.35)
+    prob = np.array([[0.35, 0.34, 0.9, 0.0]])
+    assert s.update(prob, np.array([[True, True, False, False]])) == pytest.approx(1 / 3)
+
+
 def test_bad_input_and_no_samples() -> None:
     s = MaskScorer()
     with pytest.raises(TypeError, match="bool"):
-        s.update(np.zeros((2, 2)), np.zeros((2, 2), bool))
+        s.update(np.zeros((2, 2), bool), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="shape"):
         s.update(np.zeros((2, 2), bool), np.zeros((2, 3), bool))
     r = s.result()
     assert r["n"] == 0 and r["miou"] is None and r["prec@0.9"] is None
+    assert r["protocol"] == "sera"
     assert THRESHOLD_DEFAULT == 0.35
