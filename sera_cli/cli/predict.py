@@ -83,9 +83,11 @@ def predict(
     threshold: Annotated[float | None, O(help="Mask probability threshold (default: the "
                                               "run's).")] = None,
     device: Annotated[str, O(help="cpu or cuda.")] = "cpu",
-    as_json: Annotated[bool, O("--json", help="Print area, box and routing as JSON.")] = False,
+    as_json: Annotated[bool, O("--json", help="Print the no-target answer, area, box and "
+                                              "routing as JSON.")] = False,
 ) -> None:
-    """Segment the object an expression names; writes the mask at the image's own size."""
+    """Segment the object (or objects) an expression names, or answer that it names none;
+    writes the mask at the image's own size (empty for no target)."""
     from PIL import Image
 
     from sera_cli.data.tokenize import clean_expression
@@ -125,5 +127,8 @@ def predict(
         typer.echo(json.dumps(records if batch is not None else records[0], indent=2))
         return
     for r in records:  # control characters in an expression must not garble the terminal
-        typer.echo(f"{r['image']} \"{clean_expression(r['expression'])}\": {r['area']} px, "
-                   f"box {r['box']} -> {r['mask']}")
+        answer = "no target" if r["no_target"] else f"{r['area']} px, box {r['box']}"
+        if r["no_target_probability"] is not None:
+            answer += f" (no-target probability {r['no_target_probability']:.2f})"
+        typer.echo(f"{r['image']} \"{clean_expression(r['expression'])}\": {answer} "
+                   f"-> {r['mask']}")

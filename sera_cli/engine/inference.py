@@ -12,16 +12,22 @@ import torch
 
 @dataclass
 class Prediction:
-    mask: np.ndarray  # (H, W) bool at the original image size
-    probability: np.ndarray  # (H, W) float32 in [0, 1]
+    mask: np.ndarray  # (H, W) bool at the original image size; empty when no_target
+    probability: np.ndarray  # (H, W) float32 in [0, 1], the mask head's
     routing: dict[str, dict[str, float]]  # router -> expert -> gate weight
+    #: The model says the expression names nothing in the image: its no-target head does, or,
+    #: for a model without one, its mask is empty.
+    no_target: bool = False
+    no_target_probability: float | None = None  # the head's; None for a model without one
 
     def summary(self) -> dict[str, Any]:
-        """Area, box (x0, y0, x1, y1 inclusive, or None when empty) and routing, for --json."""
+        """No-target answer, area, box (x0, y0, x1, y1 inclusive, or None when empty) and
+        routing, for --json."""
         ys, xs = np.nonzero(self.mask)
         box = None if xs.size == 0 else [int(xs.min()), int(ys.min()), int(xs.max()),
                                          int(ys.max())]
-        return {"height": int(self.mask.shape[0]), "width": int(self.mask.shape[1]),
+        return {"no_target": self.no_target, "no_target_probability": self.no_target_probability,
+                "height": int(self.mask.shape[0]), "width": int(self.mask.shape[1]),
                 "area": int(self.mask.sum()), "box": box, "routing": self.routing}
 
 
@@ -38,6 +44,7 @@ class Predictor:
 
     @torch.no_grad()
     def __call__(self, image_path: str | Path, expression: str) -> Prediction:
+        from sera_cli.analysis.metrics import decide
         from sera_cli.analysis.routing import expert_names
         from sera_cli.data.images import load_image
         from sera_cli.data.tokenize import tokenize
@@ -50,12 +57,15 @@ class Predictor:
         ids = tokenize([expression], cfg.text.context_length)
         out = self.model(tensor[None].to(self.device), ids.to(self.device))
         prob = unletterbox(torch.sigmoid(out.logits.float())[0, 0].cpu(), lb).numpy()
+        no_target = (None if out.no_target is None
+                     else float(torch.sigmoid(out.no_target[0].float())))
+        mask, said = decide(prob >= self.threshold, no_target)
         routing = {
             name: {expert: float(g) for expert, g in zip(expert_names(self.model, name),
                                                          r.gates[0].tolist(), strict=True)}
             for name, r in out.routings.items()
         }
-        return Prediction(prob >= self.threshold, prob.astype(np.float32), routing)
+        return Prediction(mask, prob.astype(np.float32), routing, said, no_target)
 
 
 def overlay(image_path: str | Path, prediction: Prediction, expression: str) -> Any:

@@ -1,0 +1,81 @@
+"""Training on gRefCOCO-layout data turns the no-target head on (and records it), and a run with
+the head answers "no target" in `sera predict`'s text and JSON, with an empty mask."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import make_trainer, sera
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+
+@pytest.fixture(scope="module")
+def gref_run(gref_synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("gref-run") / "run"
+    trainer = make_trainer(run, gref_synth_root, dataset="grefcoco", max_steps=2)
+    assert trainer.model_cfg.no_target_head is True  # the training split has no-target refs
+    trainer.fit()
+    return run
+
+
+def test_the_head_is_on_for_generalized_data_and_recorded(gref_run: Path) -> None:
+    config = json.loads((gref_run / "config.json").read_text())
+    assert config["model"]["no_target_head"] is True
+    lines = [json.loads(line) for line in (gref_run / "metrics.jsonl").read_text().splitlines()]
+    assert all("no_target_loss" in line for line in lines if "loss" in line)
+    by_type = next(line["val"]["by_type"] for line in lines if "val" in line)
+    assert {"no-target", "multi-target"} <= set(by_type)
+
+
+def test_an_explicit_no_keeps_it_off(tmp_path: Path, gref_synth_root: Path) -> None:
+    trainer = make_trainer(tmp_path / "run", gref_synth_root, dataset="grefcoco", max_steps=1,
+                           no_target_head=False)
+    assert trainer.model_cfg.no_target_head is False and trainer.model.no_target_head is None
+
+
+def _with_head_bias(run: Path, bias: float, out: Path) -> Path:
+    """A copy of ``run`` whose no-target head always answers one way."""
+    import shutil
+
+    shutil.copytree(run, out)
+    state = load_file(out / "model.safetensors")
+    state["no_target_head.mlp.2.bias"].fill_(bias)
+    state["no_target_head.mlp.2.weight"].zero_()
+    save_file(state, out / "model.safetensors")
+    return out
+
+
+def test_predict_answers_no_target_with_an_empty_mask(gref_run: Path, gref_synth_root: Path,
+                                                      tmp_path: Path) -> None:
+    image = next((gref_synth_root / "images" / "train2014").iterdir())
+    nothing = _with_head_bias(gref_run, 30.0, tmp_path / "nothing")
+    mask = tmp_path / "mask.png"
+    result = sera("predict", image, "the purple star", "--checkpoint", nothing, "--out", mask,
+                  "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["no_target"] is True and data["no_target_probability"] == pytest.approx(1.0)
+    assert data["area"] == 0 and data["box"] is None
+    assert not np.asarray(Image.open(mask)).any()
+    text = sera("predict", image, "the purple star", "--checkpoint", nothing, "--out", mask)
+    assert text.exit_code == 0 and ": no target (no-target probability 1.00) ->" in text.output
+
+    something = _with_head_bias(gref_run, -30.0, tmp_path / "something")
+    data = json.loads(sera("predict", image, "the red circle", "--checkpoint", something,
+                           "--out", mask, "--json").output)
+    assert data["no_target"] is False and data["no_target_probability"] == pytest.approx(0.0)
+    assert data["area"] == int((np.asarray(Image.open(mask)) > 0).sum())
+
+
+def test_a_model_without_the_head_reports_no_probability(trained_run: Path, tmp_path: Path,
+                                                         synth_data_root: Path) -> None:
+    image = next((synth_data_root / "images" / "mscoco" / "images" / "train2014").iterdir())
+    result = sera("predict", image, "the red circle", "--checkpoint", trained_run, "--out",
+                  tmp_path / "m.png", "--json")
+    data = json.loads(result.output)
+    assert data["no_target_probability"] is None
+    assert data["no_target"] == (data["area"] == 0)  # only an empty mask says "nothing"
