@@ -321,6 +321,10 @@ class Trainer:
                     if interrupt["stop"] or self.step >= self.total_steps:
                         break
                 if interrupt["stop"]:
+                    if self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps:
+                        # the epoch (or the run) is complete: validate it as an uninterrupted
+                        # run does, else the resumed run skips it and draws other random numbers
+                        self.validate()
                     self.save_checkpoint()
                     raise SeraError(f"interrupted at step {self.step}; state saved, continue "
                                     f"with: sera train --resume {self.run}")
