@@ -45,4 +45,5 @@ def demo(
     print_results(result.results, result.threshold, str(result.run))
     err.print(f"report: {result.report}")
     err.print(f"try it in a browser: sera serve --checkpoint {result.run}"
-              + ("" if find_spec("gradio") else f"  (first: {INSTALL_HINT})"))
+              + ("" if find_spec("gradio") else f"  (first: {INSTALL_HINT})"),
+              markup=False, soft_wrap=True)  # "[serve]" is not a style

@@ -57,7 +57,7 @@ def serve(
     _check_port(host, port)
     from sera_cli.engine.serving import Segmenter, example_inputs
 
-    err.print(f"loading {run} ...")
+    err.print(f"loading {run} ...", markup=False, soft_wrap=True)
     segmenter = Segmenter(run, device=device, precision=precision)
     with tempfile.TemporaryDirectory(prefix="sera-serve-") as examples_dir:
         app = build_app(segmenter, example_inputs(Path(examples_dir)), queue_size)
@@ -68,7 +68,8 @@ def serve(
         except OSError as exc:  # the port was taken between the check and now
             raise SeraError(f"cannot serve on {host}:{port}: {exc}; choose another --port"
                             ) from None
-        err.print(f"serving {run} on http://{_url_host(host)}:{port} (Ctrl+C stops)")
+        err.print(f"serving {run} on http://{_url_host(host)}:{port} (Ctrl+C stops)",
+                  markup=False, soft_wrap=True)  # one line, "[::1]" and all
         # SIGTERM (a service manager's, a test's) stops as Ctrl+C does: the server closes and
         # the examples folder is removed
         signal.signal(signal.SIGTERM, _interrupt)

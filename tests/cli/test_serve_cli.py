@@ -66,3 +66,17 @@ def test_help_imports_neither_gradio_nor_torch() -> None:
                             env=cli_env(), timeout=120)
     assert result.returncode == 0, result.stderr
     assert "--queue-size" in result.stdout and result.stdout.strip().endswith("[]")
+
+
+def test_demo_ends_with_the_serve_command(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from sera_cli.engine.demo import DemoResult
+
+    run = tmp_path / "run"
+    monkeypatch.setattr("sera_cli.engine.demo.run_demo",
+                        lambda data, out, **_: DemoResult(out, out / "report.md", 0.35, []))
+    result = CliRunner().invoke(app, ["demo", "--out", str(run), "--data", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert f"sera serve --checkpoint {run}" in last
+    assert "first:" not in last or "pip install 'sera[serve]'" in last
