@@ -23,6 +23,7 @@ def evaluate(
     threshold: options.Threshold = None,
     batch_size: options.BatchSize = 16,
     device: options.Device = "cpu",
+    precision: options.Precision = "auto",
     workers: options.Workers = 0,
     save_masks: Annotated[Path | None, typer.Option(
         help="Write DIR/{split}/{ref_id}_{sent_id}.png.")] = None,
@@ -51,7 +52,7 @@ def evaluate(
         except OSError as exc:
             raise SeraError(f"--save-masks: cannot create the folder {save_masks}: "
                             f"{exc.strerror or exc}") from None
-    run = open_run(resolve_run(checkpoint), device, threshold)
+    run = open_run(resolve_run(checkpoint), device, threshold, precision=precision)
     plan = plan_eval(run, data, dataset, split_by, splits, skip_bad)
     for name, counts in plan.skipped.items():
         typer.echo(f"{name}: left out {sum(counts.values())} bad refs (--skip-bad): "

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from sera_cli.cli import options
+
 O = typer.Option  # noqa: E741
 
 
@@ -83,6 +85,7 @@ def predict(
     threshold: Annotated[float | None, O(help="Mask probability threshold (default: the "
                                               "run's).")] = None,
     device: Annotated[str, O(help="cpu or cuda.")] = "cpu",
+    precision: options.Precision = "auto",
     as_json: Annotated[bool, O("--json", help="Print the no-target answer, area, box and "
                                               "routing as JSON.")] = False,
 ) -> None:
@@ -108,7 +111,8 @@ def predict(
             _output_file(overlay, "--overlay")
     else:
         raise SeraError("give IMAGE and EXPRESSION, or --batch FILE")
-    predictor = Predictor(resolve_run(checkpoint), device=device, threshold=threshold)
+    predictor = Predictor(resolve_run(checkpoint), device=device, threshold=threshold,
+                          precision=precision)
     records = []
     for n, (img, text) in enumerate(jobs):
         prediction = predictor(img, text)

@@ -27,6 +27,7 @@ def stats(
     ] = None,
     batch_size: options.BatchSize = 16,
     device: options.Device = "cpu",
+    precision: options.Precision = "auto",
     workers: options.Workers = 0,
     skip_bad: options.SkipBad = False,
     as_json: options.Json = False,
@@ -39,7 +40,7 @@ def stats(
     from sera_cli.engine.loading import open_run
     from sera_cli.runs.folders import resolve_run
 
-    run = open_run(resolve_run(checkpoint), device)
+    run = open_run(resolve_run(checkpoint), device, precision=precision)
     with bar(quiet=as_json) as progress:
         result = route_split(run, split, data=data, dataset=dataset, split_by=split_by,
                              skip_bad=skip_bad, batch_size=batch_size, workers=workers,

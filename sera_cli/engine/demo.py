@@ -26,18 +26,21 @@ class DemoResult:
 
 
 def run_demo(data: Path, run: Path, *, epochs: int = DEMO_EPOCHS, max_steps: int | None = None,
-             reporter: Any = None, progress: ProgressFactory | None = None) -> DemoResult:
-    """Train sera-tiny on ``data`` into ``run``, evaluate, predict examples, write the report."""
+             reporter: Any = None, progress: ProgressFactory | None = None,
+             precision: str = "auto") -> DemoResult:
+    """Train sera-tiny on ``data`` into ``run``, evaluate, predict examples, write the report;
+    ``precision`` is read as `sera train` and `sera predict` read it."""
     from sera_cli.config.layering import build_configs
     from sera_cli.engine.evaluation import EvalPlan, evaluate_plan, no_progress
     from sera_cli.engine.inference import Predictor
     from sera_cli.engine.training import Trainer
 
     model_cfg, train_cfg = build_configs({"preset": "sera-tiny", "data": str(data),
-                                          "epochs": epochs, "max_steps": max_steps})
+                                          "epochs": epochs, "max_steps": max_steps,
+                                          "precision": precision})
     trainer = Trainer(model_cfg, train_cfg, run, data, reporter=reporter)
     trained = trainer.fit()
-    predictor = Predictor(run)
+    predictor = Predictor(run, precision=precision)
     index = trainer.val_set.index
     from sera_cli.data.dataset import dataset_for
 

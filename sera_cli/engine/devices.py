@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from sera_cli.config.train import PRECISIONS
 from sera_cli.errors import SeraError
 
 
@@ -34,20 +35,50 @@ def resolve_device(name: str) -> torch.device:
     return resolved
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` is bf16 on CUDA, fp32 elsewhere; bf16 is refused off CUDA."""
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 in hardware: CUDA, or a CPU with AMX or
+    AVX512-BF16 (read from the CPU's feature flags through torch's cpuinfo). Elsewhere bf16 is
+    emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and (torch.cpu._is_amx_tile_supported()
+                                     or torch.cpu._is_avx512_bf16_supported())
+
+
+def resolve_precision(precision: str, device: torch.device, training: bool = False) -> str:
+    """``--precision`` as fp32 or bf16. ``auto`` is bf16 where the device has fast bf16 (see
+    ``fast_bf16``) and fp32 elsewhere, except for training on a CPU: sera-tiny's step is bound by
+    many small operations, and autocast's casts made it slower (docs/performance.md). An
+    explicit bf16 is refused where it would only be emulated."""
+    if precision not in PRECISIONS:
+        raise SeraError(f"--precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    fast = fast_bf16(device)
     if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if precision == "bf16" and device.type != "cuda":
-        raise SeraError("--precision bf16 needs a CUDA device; use fp32 on the CPU")
+        return "bf16" if fast and not (training and device.type == "cpu") else "fp32"
+    if precision == "bf16" and not fast:
+        raise SeraError(f"--precision bf16 needs a CUDA device or a CPU with AMX or "
+                        f"AVX512-BF16, and {device.type} has neither: use fp32")
     return precision
 
 
 def autocast(device: torch.device, precision: str) -> Any:
-    """bf16 autocast on CUDA when asked; float32 elsewhere."""
-    if device.type == "cuda" and precision == "bf16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast when asked (a float32 model, as in training, whose master weights stay
+    float32); float32 otherwise."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def lower(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """``model`` for inference in ``precision``: bf16 converts its weights outright, which runs
+    faster than autocast (no cast of the weights at every forward, no cast between operations);
+    its inputs then go in as ``dtype_of(model)``."""
+    return model.to(torch.bfloat16) if precision == "bf16" else model
+
+
+def dtype_of(model: torch.nn.Module) -> torch.dtype:
+    """The floating-point type ``model``'s weights are in: what its pixels must be."""
+    return next(model.parameters()).dtype
 
 
 @dataclass

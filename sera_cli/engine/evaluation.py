@@ -21,7 +21,7 @@ from sera_cli.analysis.routing import RoutingStats, expert_names
 from sera_cli.config import THRESHOLD_DEFAULT
 from sera_cli.data.dataset import ReferDataset, collate, dataset_for
 from sera_cli.data.transforms import unletterbox
-from sera_cli.engine.devices import autocast
+from sera_cli.engine.devices import autocast, dtype_of
 from sera_cli.engine.loading import LoadedRun
 from sera_cli.errors import SeraError
 from sera_cli.model.sera import SeraModel
@@ -35,8 +35,13 @@ def evaluate(model: SeraModel, dataset: ReferDataset, *, batch_size: int = 16,
              protocol: str = DEFAULT_PROTOCOL) -> dict[str, Any]:
     """Metrics (percent, under ``protocol``) and routing statistics of ``model`` over every
     sample of ``dataset``. Saved masks are the model's answer (``p >= threshold``, empty where
-    its no-target head says the expression names nothing), whatever the protocol."""
+    its no-target head says the expression names nothing), whatever the protocol.
+    ``precision`` bf16 runs a float32 model (training's, whose master weights stay float32) under
+    autocast; a model already lowered to bf16 (``open_run``) runs as it is, on bf16 pixels."""
     device = torch.device(device)
+    dtype = dtype_of(model)
+    if dtype != torch.float32:
+        precision = "fp32"  # no autocast: it would only add casts around a bf16 model
     was_training = model.training
     model.eval()
     scorer, routing = MaskScorer(protocol, threshold), RoutingStats()
@@ -46,7 +51,7 @@ def evaluate(model: SeraModel, dataset: ReferDataset, *, batch_size: int = 16,
         (save_masks / dataset.split).mkdir(parents=True, exist_ok=True)
     for batch in loader:
         with autocast(device, precision):
-            out = model(batch["image"].to(device), batch["words"].to(device))
+            out = model(batch["image"].to(device, dtype), batch["words"].to(device))
         probs = torch.sigmoid(out.logits.float()).cpu()
         no_target = [None] * len(probs) if out.no_target is None else \
             torch.sigmoid(out.no_target.float()).cpu().tolist()

@@ -35,10 +35,11 @@ class Predictor:
     """A loaded run, ready to segment; ``threshold`` defaults to the run's own."""
 
     def __init__(self, run: Path, device: str = "cpu", threshold: float | None = None,
-                 vision_weights: str | None = None, text_weights: str | None = None) -> None:
+                 vision_weights: str | None = None, text_weights: str | None = None,
+                 precision: str = "auto") -> None:
         from sera_cli.engine.loading import open_run
 
-        self.loaded = open_run(run, device, threshold, vision_weights, text_weights)
+        self.loaded = open_run(run, device, threshold, vision_weights, text_weights, precision)
         self.model, self.config = self.loaded.model, self.loaded.config
         self.device, self.threshold = self.loaded.device, self.loaded.threshold
 
@@ -49,13 +50,14 @@ class Predictor:
         from sera_cli.data.images import load_image
         from sera_cli.data.tokenize import tokenize
         from sera_cli.data.transforms import letterbox_image, normalize, unletterbox
+        from sera_cli.engine.devices import dtype_of
 
         cfg = self.model.cfg
         image = load_image(image_path)
         pixels, lb = letterbox_image(image, cfg.image_size, fill=cfg.mean)
         tensor = normalize(torch.from_numpy(pixels).permute(2, 0, 1), cfg.mean, cfg.std)
         ids = tokenize([expression], cfg.text.context_length)
-        out = self.model(tensor[None].to(self.device), ids.to(self.device))
+        out = self.model(tensor[None].to(self.device, dtype_of(self.model)), ids.to(self.device))
         prob = unletterbox(torch.sigmoid(out.logits.float())[0, 0].cpu(), lb).numpy()
         no_target = (None if out.no_target is None
                      else float(torch.sigmoid(out.no_target[0].float())))

@@ -114,7 +114,7 @@ class Trainer:
         self.registry = registry or default_registry()
         self.reporter = reporter or _Silent()
         self.dist = setup_distributed(cfg.device)
-        self.precision = resolve_precision(cfg.precision, self.dist.device)
+        self.precision = resolve_precision(cfg.precision, self.dist.device, training=True)
         self.data_root = data_root
         if self.dist.main:
             from sera_cli.runs.folders import ensure_writable
