@@ -161,3 +161,20 @@ def build_grefcoco(root: Path, refs_format: str = "json") -> Path:
     else:
         path.write_bytes(pickle.dumps(refs, protocol=2))
     return root
+
+
+def ddp_rank(rank: int, world: int, port: int, root: str, out: str) -> None:
+    """One rank of a Gloo run, as torchrun starts it: trains 3 steps, then writes its own
+    parameters to ``out/rank<r>.safetensors`` (rank 0 also writes the run). Buffers are left
+    out: BatchNorm statistics are each rank's own until DDP broadcasts rank 0's."""
+    from safetensors.torch import save_file
+
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                       "SERA_LOAD_PLUGINS": "builtin"})
+    torch.set_num_threads(1)
+    trainer = make_trainer(Path(out) / "run", Path(root), max_steps=3, batch_size=2)
+    trainer.fit()
+    state = {k: v.detach().contiguous() for k, v in trainer.model.named_parameters()}
+    save_file(state, str(Path(out) / f"rank{rank}.safetensors"))
+    torch.distributed.destroy_process_group()

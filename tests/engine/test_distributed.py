@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 
 def _free_port() -> int:
@@ -38,3 +39,18 @@ def test_two_gloo_processes_train_and_only_rank0_writes(tmp_path: Path,
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json",
                                                      "metrics.jsonl", "model.safetensors"]
     assert (run.parent / "latest").resolve() == run.resolve()
+
+
+@pytest.mark.slow
+def test_two_ranks_share_gradients_and_end_with_equal_weights(tmp_path: Path,
+                                                              synth_data_root: Path) -> None:
+    """Each rank sees other samples; only averaged gradients make their weights agree."""
+    import torch.multiprocessing as mp
+    from helpers import ddp_rank
+    from safetensors.torch import load_file
+
+    mp.spawn(ddp_rank, args=(2, _free_port(), str(synth_data_root), str(tmp_path)), nprocs=2)
+    a, b = (load_file(tmp_path / f"rank{r}.safetensors") for r in (0, 1))
+    assert a.keys() == b.keys()
+    assert any("fusion.router" in k for k in a)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
