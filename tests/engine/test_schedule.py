@@ -10,7 +10,7 @@ import torch
 from helpers import make_trainer
 
 from sera_cli.config import TrainConfig
-from sera_cli.engine.training import lr_factor
+from sera_cli.engine.schedule import lr_factor
 
 
 def test_cosine_schedule_at_named_steps() -> None:

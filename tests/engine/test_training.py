@@ -13,7 +13,7 @@ import torch
 from helpers import make_trainer
 
 from sera_cli.config.layering import build_configs
-from sera_cli.engine.training import epoch_batches, lr_factor
+from sera_cli.engine.schedule import epoch_batches, lr_factor
 from sera_cli.errors import SeraError
 
 
