@@ -38,8 +38,7 @@ def serve(
     host: Annotated[str, O(help="Address to listen on; 0.0.0.0 opens the page (which has no "
                                 "login) to the network.")] = "127.0.0.1",
     port: Annotated[int, O(min=1, max=65535, help="Port to listen on.")] = 7860,
-    precision: Annotated[str, O(help="auto (bf16 on CUDA, fp32 on the CPU), fp32, bf16.")
-                         ] = "auto",
+    precision: options.Precision = "auto",
     device: options.Device = "auto",
     queue_size: Annotated[int, O(min=1, help="Requests that may wait for the model; more are "
                                              "turned away until the queue drains.")] = 16,

@@ -18,8 +18,6 @@ from typing import Any
 
 from sera_cli.analysis.routing import router_order
 from sera_cli.config import check_threshold
-from sera_cli.config.train import PRECISIONS
-from sera_cli.engine.devices import autocast, resolve_device, resolve_precision
 from sera_cli.engine.inference import Prediction, Predictor, overlay
 from sera_cli.errors import SeraError
 
@@ -50,10 +48,7 @@ class Segmenter:
     """A run loaded once for many requests, answering each as the page needs it."""
 
     def __init__(self, run: Path, device: str = "auto", precision: str = "auto") -> None:
-        if precision not in PRECISIONS:  # checked before the (slow) model load
-            raise SeraError(f"--precision '{precision}' is not one of {', '.join(PRECISIONS)}")
-        self.precision = resolve_precision(precision, resolve_device(device))
-        self.predictor = Predictor(run, device=device)
+        self.predictor = Predictor(run, device=device, precision=precision)
         self.run = Path(run)
         #: the run's own threshold: the page's default
         self.default_threshold = self.predictor.threshold
@@ -84,7 +79,7 @@ class Segmenter:
                             f"{MAX_EXPRESSION_CHARS} characters")
         threshold = self.default_threshold if threshold is None else check_threshold(
             threshold, "threshold")
-        with self._lock, autocast(self.predictor.device, self.precision):
+        with self._lock:
             # the Predictor of `sera predict --threshold T`: set T, predict, then back
             self.predictor.threshold = threshold
             try:
@@ -106,6 +101,9 @@ class Segmenter:
             x0, y0, x1, y1 = summary["box"]
             message = (f"mask: {area} px ({100 * area / (width * height):.1f}% of the "
                        f"{width}x{height} image), box x {x0}-{x1}, y {y0}-{y1}")
+        elif prediction.no_target_probability is not None and prediction.no_target:
+            message = ("no target: the model says the expression names nothing in this image "
+                       f"(no-target probability {prediction.no_target_probability:.2f})")
         else:
             message = (f"no pixel reaches the threshold {threshold:g}: lower it, or name the "
                        "object differently")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from sera_cli.cli.main import app
 from sera_cli.data.synth import EXPRESSION_TYPES
-from sera_cli.engine.inference import Predictor
+from sera_cli.engine.inference import Prediction, Predictor
 from sera_cli.engine.serving import MAX_EXPRESSION_CHARS, Segmenter, example_inputs
 from sera_cli.errors import SeraError
 
@@ -82,6 +83,25 @@ def test_an_empty_mask_says_what_to_try(segmenter: Segmenter,
     assert "lower it" in answer.message
 
 
+def test_a_no_target_answer_says_so(segmenter: Segmenter, examples: list[tuple[Path, str]],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    image, expression = examples[0]
+    found = segmenter.predictor(image, expression)
+    nothing = replace(found, mask=np.zeros_like(found.mask), no_target=True,
+                      no_target_probability=0.93)
+
+    class FindsNothing:  # a Predictor whose no-target head fires
+        threshold = segmenter.default_threshold
+
+        def __call__(self, *_: object) -> Prediction:
+            return nothing
+
+    monkeypatch.setattr(segmenter, "predictor", FindsNothing())
+    answer = segmenter.answer(image, expression)
+    assert answer.ok and answer.summary["no_target"] and answer.summary["area"] == 0
+    assert answer.message.startswith("no target:") and "0.93" in answer.message
+
+
 def bad_inputs(folder: Path, good: Path) -> dict[str, tuple[Path | None, str, str]]:
     """name -> (image, expression, words the message must contain)."""
     not_image = folder / "notes.png"
@@ -118,10 +138,11 @@ def test_a_threshold_out_of_range_is_a_message(segmenter: Segmenter, threshold: 
 
 
 @pytest.mark.parametrize("precision,words", [("fp16", "not one of auto, fp32, bf16"),
-                                             ("bf16", "needs a CUDA device")])
+                                             ("bf16", "--precision bf16 needs")])
 def test_a_precision_that_cannot_run_is_refused_before_the_load(
         trained_run: Path, precision: str, words: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    monkeypatch.setattr(Predictor, "__init__", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr("sera_cli.engine.devices.fast_bf16", lambda device: False)
+    monkeypatch.setattr("sera_cli.runs.checkpoints.load_run",
+                        lambda *a, **k: pytest.fail("model loaded"))
     with pytest.raises(SeraError, match=words):
-        Segmenter(trained_run, device="auto", precision=precision)
+        Segmenter(trained_run, device="cpu", precision=precision)
