@@ -202,13 +202,27 @@ def count_params(module: torch.nn.Module, trainable: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
 
 
-def matmul(device: torch.device | str = "cpu", n: int = 4096) -> tuple[Callable[[], Any], int]:
-    """A large float32 matrix product and its FLOPs: the yardstick for a model's FLOP rate.
-    The output is allocated once, so the call measures arithmetic, not memory allocation."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    out = torch.empty(n, n, device=device)
-    return (lambda: torch.mm(a, b, out=out)), 2 * n ** 3
+def matmul(device: torch.device | str = "cpu", n: int = 2048, dtype: torch.dtype = torch.float32,
+           calls: int = 4) -> tuple[Callable[[], Any], int]:
+    """``calls`` n x n matrix products in ``dtype`` and their FLOPs: the yardstick for a model's
+    FLOP rate in that dtype. The output is allocated once, so the call measures arithmetic, not
+    memory allocation; several products a call keep a 2048-wide one long enough to time."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    out = torch.empty(n, n, device=device, dtype=dtype)
+
+    def call() -> None:
+        for _ in range(calls):
+            torch.mm(a, b, out=out)
+
+    return call, calls * 2 * n ** 3
+
+
+def cpu_features() -> dict[str, bool]:
+    """The CPU units the bf16 figures depend on, as torch's cpuinfo reads them."""
+    return {"avx512": torch.cpu._is_avx512_supported(),
+            "avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
+            "amx_tile": torch.cpu._is_amx_tile_supported()}
 
 
 def bench_device() -> torch.device:
@@ -221,6 +235,7 @@ def machine() -> dict[str, Any]:
         "cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "python": platform.python_version(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "cpu_features": cpu_features(),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()

@@ -1,5 +1,7 @@
 """Start-up time of the `sera` command: `sera --help`, `sera experts list` and a one-image
-`sera predict`, each a fresh process, against the acceptance thresholds.
+`sera predict`, each a fresh process, against the acceptance thresholds, beside a fresh
+`python -c "import torch"` timed in turn with them: the floor any command that runs the model
+pays, and the yardstick of `predict_over_import_torch` (goal: at most 2).
 
     python bench/startup.py [--quick] [--repeats 5] [--budget 60]
 
@@ -33,6 +35,7 @@ THRESHOLDS: dict[str, float | None] = {
     "sera --help": 0.5,
     "sera experts list": 3.0,
     "sera predict": None,
+    "import torch": None,
 }
 
 
@@ -93,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "sera experts list": [*sera, "experts", "list"],
             "sera predict": [*sera, "predict", str(image), "the red circle",
                              "--checkpoint", str(checkpoint), "--out", str(work / "mask.png")],
+            "import torch": [sys.executable, "-c", "import torch"],
         }
         calls: dict[str, Callable[[], Any]] = {
             name: (lambda cmd=cmd: run(cmd, work)) for name, cmd in commands.items()}
@@ -128,9 +132,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 + ("" if r["passed"] is None else
                    f" ({'pass' if r['passed'] else 'FAIL'}, < {r['threshold_s']:g})")
                 for r in rows}
+    ratio = timings["sera predict"].median / timings["import torch"].median
+    headline["sera predict / import torch"] = f"{ratio:.2f}x (goal <= 2x)"
+    print(f"cold sera predict / cold import torch (medians, same run): {ratio:.2f}x")
     result = {"command": sera, "image": image, "checkpoint": checkpoint,
               "checkpoint_train_s": train_s, "rows": rows,
-              "headline": headline}
+              "predict_over_import_torch": ratio, "headline": headline}
     common.write_results("startup", result)
     return result
 
