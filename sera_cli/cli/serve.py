@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import signal
 import socket
 import tempfile
@@ -29,6 +30,8 @@ O = typer.Option  # noqa: E741
 MAX_UPLOAD = "50mb"
 #: Requests only run one at a time (see docs/serve.md, "Concurrent use"), all events alike.
 MODEL_QUEUE = "model"
+#: How long an answer's PNGs stay in the server's own folder (gradio copies them at once).
+ANSWER_AGE_S = 600.0
 INSTALL_HINT = "pip install 'sera[serve]' (in a checkout: pip install -e '.[serve]')"
 log = logging.getLogger(__name__)
 
@@ -58,11 +61,12 @@ def serve(
 
     err.print(f"loading {run} ...", markup=False, soft_wrap=True)
     segmenter = Segmenter(run, device=device, precision=precision)
-    with tempfile.TemporaryDirectory(prefix="sera-serve-") as examples_dir:
-        app = build_app(segmenter, example_inputs(Path(examples_dir)), queue_size)
+    with tempfile.TemporaryDirectory(prefix="sera-serve-") as work:
+        examples = example_inputs(Path(work) / "examples")
+        app = build_app(segmenter, examples, queue_size, Path(work) / "answers")
         try:
             app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
-                       max_file_size=MAX_UPLOAD, allowed_paths=[examples_dir], ssr_mode=False,
+                       max_file_size=MAX_UPLOAD, allowed_paths=[work], ssr_mode=False,
                        theme=_theme())
         except OSError as exc:  # the port was taken between the check and now
             raise SeraError(f"cannot serve on {host}:{port}: {exc}; choose another --port"
@@ -70,7 +74,7 @@ def serve(
         err.print(f"serving {run} on http://{_url_host(host)}:{port} (Ctrl+C stops)",
                   markup=False, soft_wrap=True)  # one line, "[::1]" and all
         # SIGTERM (a service manager's, a test's) stops as Ctrl+C does: the server closes and
-        # the examples folder is removed
+        # the examples and answers are removed
         signal.signal(signal.SIGTERM, _interrupt)
         try:
             while app.is_running:
@@ -81,10 +85,12 @@ def serve(
             app.close()
 
 
-def build_app(segmenter: Segmenter, examples: list[tuple[Path, str]], queue_size: int) -> Any:
+def build_app(segmenter: Segmenter, examples: list[tuple[Path, str]], queue_size: int,
+              answers: Path) -> Any:
     """The page: image, expression and threshold in; overlay, mask PNG, area and box, routing
     chart and a message out. Enter in the expression, the button and releasing the slider all
-    predict; they share one queue, so the model runs one request at a time."""
+    predict; they share one queue, so the model runs one request at a time. ``answers`` is a
+    folder for the PNGs of each answer."""
     import gradio as gr
 
     # uploads and answers pile up in gradio's cache: each hour, those older than an hour go
@@ -113,7 +119,7 @@ def build_app(segmenter: Segmenter, examples: list[tuple[Path, str]], queue_size
                                  label="routing weights", elem_id="routing")
         gr.Examples([[str(path), text] for path, text in examples], [image, expression])
 
-        event = {"fn": functools.partial(_predict, segmenter),
+        event = {"fn": functools.partial(_predict, segmenter, answers),
                  "inputs": [image, expression, threshold],
                  "outputs": [overlay, mask, summary, routing, message],
                  # the raw upload goes to Predictor, which decodes it (and refuses it) as
@@ -126,35 +132,53 @@ def build_app(segmenter: Segmenter, examples: list[tuple[Path, str]], queue_size
     return app
 
 
-def _predict(segmenter: Segmenter, image: dict[str, Any] | None, expression: str | None,
-             threshold: float | None) -> tuple[Any, ...]:
+def _predict(segmenter: Segmenter, answers: Path, image: dict[str, Any] | None,
+             expression: str | None, threshold: float | None) -> tuple[Any, ...]:
     """One request: ``image`` is gradio's record of the upload (its server-side ``path`` and the
-    visitor's ``orig_name``). The API's parameters are named after this function's."""
-    return _outputs(_answer(segmenter, image, expression, threshold))
-
-
-def _answer(segmenter: Segmenter, image: dict[str, Any] | None, expression: str | None,
-            threshold: float | None) -> Answer:
-    """The engine's answer to an upload; a bug shows as a message and goes to the log, so that
-    the page never shows a traceback and the server keeps serving."""
+    visitor's ``orig_name``). The API's parameters are named after this function's. A bug shows
+    as a message and goes to the log, so that the page never shows a traceback and the server
+    keeps serving."""
     from sera_cli.engine.serving import Answer
 
-    path = image.get("path") if image else None
+    upload = image or {}
+    name = upload.get("orig_name") or "image"
     try:
-        return segmenter.answer(path, expression, threshold,
-                                image_name=(image or {}).get("orig_name") or "the image")
+        answer = segmenter.answer(upload.get("path"), expression, threshold, image_name=name)
+        return _outputs(answer, answers, Path(name).stem[:100] or "image")
     except Exception as exc:  # a server answers every request
         log.exception("request failed")
-        return Answer(f"sera failed on this request ({type(exc).__name__}: {exc}); the "
-                      "server's log has the details")
+        return _outputs(Answer(f"sera failed on this request ({type(exc).__name__}: {exc}); "
+                               "the server's log has the details"), answers, "image")
 
 
-def _outputs(answer: Answer) -> tuple[Any, ...]:
-    """An answer as the page's outputs, in the order `build_app` lists them."""
+def _outputs(answer: Answer, answers: Path, name: str) -> tuple[Any, ...]:
+    """An answer as the page's outputs, in the order `build_app` lists them. The images go out
+    as PNG files of this request's own, `<name>.overlay.png` and `<name>.mask.png` (the names
+    `sera predict --batch` gives; a download keeps them): handed PIL images, gradio writes each
+    to a file named by its content, in place, so that two equal answers at once truncated the
+    file while it was being downloaded. Given files, it copies them atomically."""
     import pandas as pd  # a gradio dependency
 
     chart = pd.DataFrame(answer.routing, columns=["router", "expert", "weight"])
-    return answer.overlay, answer.mask, answer.summary, chart, answer.message
+    if not answer.ok:
+        return None, None, answer.summary, chart, answer.message
+    _sweep(answers)
+    answers.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=answers))
+    overlay, mask = folder / f"{name}.overlay.png", folder / f"{name}.mask.png"
+    answer.overlay.save(overlay)
+    answer.mask.save(mask)
+    return str(overlay), str(mask), answer.summary, chart, answer.message
+
+
+def _sweep(answers: Path, age_s: float = ANSWER_AGE_S) -> None:
+    """Remove answer folders older than ``age_s``: gradio has copied them long before."""
+    if not answers.is_dir():
+        return
+    old = time.time() - age_s
+    for folder in answers.iterdir():
+        if folder.stat().st_mtime < old:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

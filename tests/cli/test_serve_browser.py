@@ -277,11 +277,14 @@ def test_concurrent_api_clients_all_get_answers_of_the_right_size(
     with ThreadPoolExecutor(CLIENTS) as pool:
         answers = [a for done in pool.map(client_run, range(CLIENTS)) for a in done]
     assert len(answers) == CLIENTS * REQUESTS_PER_CLIENT
+    masks: dict[Path, bytes] = {}
     for image, (overlay, mask, summary, _chart, message) in answers:
         size = Image.open(image).size
         assert message.startswith("mask: "), message
         assert Image.open(overlay).size == Image.open(mask).size == size
         assert (summary["width"], summary["height"]) == size
+        pixels = np.asarray(Image.open(mask)).tobytes()  # whole, and not another request's
+        assert masks.setdefault(image, pixels) == pixels, f"two masks for {image.name}"
 
 
 def test_the_server_stops_on_sigterm(server: Server) -> None:
