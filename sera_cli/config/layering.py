@@ -2,8 +2,9 @@
 < command-line options.
 
 Every key is the name of the field it sets (dashes or underscores): a ModelConfig field, a field
-of its ``loss`` section, or a TrainConfig field. The map from name to field is read off the
-dataclasses, so a new field is an option at once and no alias table can drift.
+of its ``loss`` section, a field its ``text`` section declares settable (``context_length``), or
+a TrainConfig field. The map from name to field is read off the dataclasses, so a new field is an
+option at once and no alias table can drift.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sera_cli.config.loader import coerce, describe
-from sera_cli.config.model import LossConfig, ModelConfig
+from sera_cli.config.model import CONTEXT_LENGTHS, LossConfig, ModelConfig, TextConfig
 from sera_cli.config.presets import DEFAULT_PRESET, preset, train_defaults
 from sera_cli.config.train import TrainConfig
 from sera_cli.errors import SeraError
@@ -28,13 +29,17 @@ RESUME_SAFE = {"workers", "log_every", "device"}
 
 
 def _settable_fields() -> dict[str, tuple[type, str | None]]:
-    """name -> (dataclass, section of ModelConfig or None); the sections' own tables (vision,
-    text) are fixed by the preset and not set one value at a time."""
+    """name -> (dataclass, section of ModelConfig or None). The sections that describe the
+    backbones (vision, text) are fixed by the preset and the weights, except the fields a section
+    declares in its ``SETTABLE``."""
     found: dict[str, tuple[type, str | None]] = {}
-    for cls, section in ((ModelConfig, None), (LossConfig, "loss"), (TrainConfig, None)):
+    for cls, section in ((ModelConfig, None), (LossConfig, "loss"), (TextConfig, "text"),
+                         (TrainConfig, None)):
+        settable = getattr(cls, "SETTABLE", None)
         for f in dataclasses.fields(cls):
             hint = typing.get_type_hints(cls)[f.name]
-            if f.name == "preset" or dataclasses.is_dataclass(hint):
+            if f.name == "preset" or dataclasses.is_dataclass(hint) or (
+                    settable is not None and f.name not in settable):
                 continue
             if f.name in found:  # two fields answering to one option would be ambiguous
                 raise AssertionError(f"field name '{f.name}' is used twice")
@@ -129,7 +134,7 @@ def build_configs(values: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
 
     Each value is checked against the type of the field it sets, so a wrong one is named with
     its option. An unset --topk follows the number of fusion experts when the preset's is more
-    than there are."""
+    than there are; an unset --context-length follows the data set (CONTEXT_LENGTHS)."""
     model = preset(values.get("preset") or DEFAULT_PRESET)
     train_values = train_defaults(model.preset)
     for name, value in values.items():
@@ -146,6 +151,9 @@ def build_configs(values: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
             setattr(getattr(model, section) if section else model, name, value)
     if values.get("topk") is None and model.experts:
         model.topk = min(model.topk, len(model.experts))
+    if values.get("context_length") is None:
+        dataset = train_values.get("dataset", TrainConfig.dataset)
+        model.text.context_length = CONTEXT_LENGTHS.get(dataset, model.text.context_length)
     model.validate()
     return model, TrainConfig(**train_values).validate()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from sera_cli.config.loader import from_dict
 from sera_cli.errors import RenamedKeyWarning, SeraError
@@ -46,7 +46,12 @@ class VisionConfig:
 
 @dataclass
 class TextConfig:
-    """The CLIP text tower through open_clip; ``pretrained`` None means random init."""
+    """The CLIP text tower through open_clip; ``pretrained`` None means random init, else an
+    open_clip pretrained tag of ``model`` or "hf-hub:ORG/REPO" (an open_clip hub folder)."""
+
+    #: The fields a run sets one at a time (``--context-length``); the others describe the
+    #: weights, so they come from the preset and from the weights themselves.
+    SETTABLE: ClassVar[tuple[str, ...]] = ("context_length",)
 
     model: str = "ViT-B-16"
     pretrained: str | None = "openai"
@@ -57,6 +62,11 @@ class TextConfig:
     vocab_size: int = 49408
     context_length: int = 17
     quick_gelu: bool = True  # OpenAI's CLIP weights were trained with QuickGELU
+
+
+#: Word length (``context_length``) per data set, as the reference code trains (DETRIS, after
+#: CRIS): RefCOCOg's expressions are longer. A data set not listed keeps the preset's (17).
+CONTEXT_LENGTHS = {"refcoco": 17, "refcoco+": 17, "refcocog": 22}
 
 
 @dataclass
@@ -126,6 +136,9 @@ class ModelConfig:
             bad = [b for b in blocks if not 1 <= b <= layers]
             if bad:
                 raise SeraError(f"{option} {bad} outside the backbone's blocks 1..{layers}")
+        if self.text.context_length < 3:
+            raise SeraError(f"--context-length {self.text.context_length} is too short: it needs "
+                            "room for start, one token and end of text")
         if self.image_size % self.vision.patch_size:
             raise SeraError(f"image_size {self.image_size} is not a multiple of the patch size "
                             f"{self.vision.patch_size}")

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sera_cli.data.refer import ReferIndex, ReferSample
-from sera_cli.data.tokenize import tokenize
+from sera_cli.data.tokenize import tokenize, warn_cut
 from sera_cli.data.transforms import (
     CLIP_MEAN,
     CLIP_STD,
@@ -109,9 +109,13 @@ class ReferDataset(Dataset):
 def dataset_for(model_cfg: Any, index: ReferIndex, split: str, augment: bool = False,
                 seed: int = 0) -> ReferDataset:
     """One split of ``index`` as a model of config ``model_cfg`` reads it: its input size, word
-    length and normalization; augmented only for training."""
-    return ReferDataset(index, split, model_cfg.image_size, model_cfg.text.context_length,
-                        mean=model_cfg.mean, std=model_cfg.std, augment=augment, seed=seed)
+    length and normalization; augmented only for training. Expressions longer than the word
+    length are counted once here, and the count is a warning."""
+    dataset = ReferDataset(index, split, model_cfg.image_size, model_cfg.text.context_length,
+                           mean=model_cfg.mean, std=model_cfg.std, augment=augment, seed=seed)
+    warn_cut([s.sentence for s in dataset.samples], dataset.context_length,
+             f"{index.dataset} {split}")
+    return dataset
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

@@ -12,6 +12,7 @@ import functools
 import re
 import unicodedata
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sera_cli.errors import SeraError
@@ -41,11 +42,34 @@ def clean_expression(text: str) -> str:
     return " ".join(_SPECIAL_TEXT.sub(" ", text).split())
 
 
+def _token_ids(cleaned: str) -> list[int]:
+    """The BPE ids of a cleaned expression, without special ids. The tokenizer unescapes HTML
+    entities after our cleaning ("&lt;end_of_text&gt;"), so special ids are also dropped from
+    its output."""
+    return [t for t in _tokenizer().encode(cleaned) if t not in (SOT_ID, EOT_ID)] if cleaned \
+        else []
+
+
+def warn_cut(texts: Sequence[str], context_length: int, where: str) -> int:
+    """How many of ``texts`` `tokenize` will cut to ``context_length``; when any, one warning
+    says how many, and the per-expression warning of this process stays silent."""
+    global _warned_cut
+    room = context_length - 2
+    cut = sum(len(_token_ids(clean_expression(text))) > room for text in texts)
+    if cut:
+        _warned_cut = True
+        warnings.warn(f"{cut} of {len(texts)} expressions in {where} are longer than the "
+                      f"context length {context_length} and are cut to it (set by "
+                      "--context-length when training)", stacklevel=2)
+    return cut
+
+
 def tokenize(texts: list[str], context_length: int) -> torch.Tensor:
     """(N, context_length) int64 ids: start-of-text, the expression's tokens, end-of-text, zeros.
 
-    An expression longer than the context is cut (a warning, once per process, says so) and
-    still ends with end-of-text. An empty expression raises SeraError: there is nothing to find.
+    An expression longer than the context is cut (a warning, once per process, says so, unless
+    `warn_cut` already counted them) and still ends with end-of-text. An empty expression raises
+    SeraError: there is nothing to find.
     """
     import torch
 
@@ -57,13 +81,10 @@ def tokenize(texts: list[str], context_length: int) -> torch.Tensor:
             f"context length {context_length} is too short: it needs room for start, one token "
             "and end of text (use 17, or 22 for RefCOCOg)"
         )
-    tok = _tokenizer()
     out = torch.zeros(len(texts), context_length, dtype=torch.long)
     for i, text in enumerate(texts):
         cleaned = clean_expression(text)
-        # The tokenizer unescapes HTML entities after our cleaning ("&lt;end_of_text&gt;"), so
-        # special ids are also dropped from its output.
-        ids = [t for t in tok.encode(cleaned) if t not in (SOT_ID, EOT_ID)] if cleaned else []
+        ids = _token_ids(cleaned)
         if not ids:
             raise SeraError(
                 f"empty referring expression {text!r}: give the words that describe the object"
