@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint"]
@@ -67,3 +72,42 @@ def demo(session: nox.Session) -> None:
     """Run `sera demo`: synthesize data, train the tiny model, evaluate, predict, report."""
     _install(session)
     session.run("sera", "demo", *session.posargs)
+
+
+#: What mutmut calls a mutant that the tests detected; every other outcome counts against the score.
+KILLED = {"killed", "timeout"}
+
+
+@nox.session(default=False)
+def mutants(session: nox.Session) -> None:
+    """Mutation testing (mutmut) of metrics, letterbox, routing, losses, schedule, checkpoints."""
+    _install(session)
+    session.install("mutmut==3.8.1")
+    stage = Path(session.create_tmp()).resolve() / "tree"
+    shutil.rmtree(stage, ignore_errors=True)
+    shutil.copytree(".", stage, ignore=shutil.ignore_patterns(
+        ".git", ".nox", ".venv", "mutants", "runs", "__pycache__", "*.egg-info", ".*cache"))
+    shutil.move(stage / "plugins" / "sera_builtin", stage / "sera_builtin")
+    # torch's OpenMP threads do not survive mutmut's fork per mutant: one thread, no hangs
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SERA_LOAD_PLUGINS": "builtin"}
+    with session.chdir(stage):
+        session.run("mutmut", "run", *session.posargs, env=env, success_codes=[0, 1])
+        listing = session.run("mutmut", "results", "--all", "true", env=env, silent=True)
+    outcomes = dict(line.strip().rsplit(": ", 1) for line in str(listing).splitlines()
+                    if ": " in line)
+    by_module: dict[str, Counter[str]] = {}
+    for name, outcome in outcomes.items():
+        module = name.split(".x", 1)[0]
+        by_module.setdefault(module, Counter())[outcome] += 1
+    total = Counter(outcomes.values())
+    killed = sum(total[o] for o in KILLED)
+    summary = {"score": 100.0 * killed / max(len(outcomes), 1), "mutants": len(outcomes),
+               "outcomes": dict(total), "by_module": {m: dict(c) for m, c in by_module.items()},
+               "not_killed": sorted(n for n, o in outcomes.items() if o not in KILLED)}
+    results = Path("bench/results")
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "mutants.json").write_text(json.dumps(summary, indent=2))
+    for module, counts in sorted(by_module.items()):
+        session.log(f"{module}: {dict(counts)}")
+    session.log(f"mutation score {summary['score']:.1f}% of {len(outcomes)} mutants "
+                f"({dict(total)}); bench/results/mutants.json lists the survivors")

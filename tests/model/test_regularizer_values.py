@@ -73,3 +73,7 @@ def test_every_regularizer_reaches_the_loss_with_its_weight() -> None:
     for name in ("z_loss", "balance_loss", "assignment_loss"):
         zero = LossConfig(**{**weights.__dict__, name: 0.0})
         assert sera_loss(out, mask, zero)[0].item() < total.item() or parts[name] == 0
+
+
+def test_cv_squared_is_never_negative_even_about_a_zero_mean() -> None:
+    assert cv_squared(torch.tensor([1e-6, -1e-6])).item() > 0
