@@ -2,7 +2,7 @@
 
 The field's code bases score the same masks differently (docs/metrics.md puts them side by side):
 
-- ``sera`` (the default, DESIGN.md "Metrics"): p >= threshold at the original size; IoU =
+- ``sera`` (the default, docs/metrics.md): p >= threshold at the original size; IoU =
   I / U, an empty union counts 1; mIoU, oIoU = sum I / sum U, Prec@X = share with IoU >= X.
 - ``cris`` (CRIS and DETRIS, ``engine/engine.py``): p > threshold at the original size; IoU =
   I / (U + 1e-6), so an empty union counts 0 and an IoU of exactly X falls below X; mIoU and
@@ -91,7 +91,7 @@ class Protocol:
     class is the sera protocol; each subclass changes what its source does differently."""
 
     name = "sera"
-    source = "DESIGN.md, Metrics"
+    source = "sera, docs/metrics.md"
     strict = False  # foreground is p > threshold rather than p >= threshold
     prec_strict = False  # Prec@X counts IoU > X rather than IoU >= X
     prec_thresholds = PREC_THRESHOLDS

@@ -1,6 +1,6 @@
 """A torch Dataset over one split of a `ReferIndex`: letterboxed image, tokens, letterboxed mask.
 
-One item is one (ref, sentence) pair, every sentence of every ref (DESIGN.md, "Metrics"). `meta(i)`
+One item is one (ref, sentence) pair, every sentence of every ref (docs/metrics.md). `meta(i)`
 gives what evaluation needs to put a prediction back on the original image.
 """
 

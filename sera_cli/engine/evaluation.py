@@ -2,7 +2,7 @@
 
 Every (ref, sentence) pair counts; probabilities go back to the original image size through the
 exact letterbox inverse, then one protocol (`analysis/metrics.py`: sera, cris, lavt, rela)
-thresholds and scores them (DESIGN.md "Metrics", docs/metrics.md).
+thresholds and scores them (docs/metrics.md).
 """
 
 from __future__ import annotations
