@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from sera_cli.engine.loading import LoadedRun
 
 
 @dataclass
@@ -32,16 +35,28 @@ class Prediction:
 
 
 class Predictor:
-    """A loaded run, ready to segment; ``threshold`` defaults to the run's own."""
+    """A loaded run, ready to segment; ``threshold`` defaults to the run's own. ``run`` is a run
+    folder, or a run already opened (``from_pretrained`` opens a folder or a hub repository)."""
 
-    def __init__(self, run: Path, device: str = "cpu", threshold: float | None = None,
+    def __init__(self, run: Path | LoadedRun, device: str = "cpu", threshold: float | None = None,
                  vision_weights: str | None = None, text_weights: str | None = None,
                  precision: str = "auto") -> None:
-        from sera_cli.engine.loading import open_run
+        from sera_cli.engine.loading import LoadedRun, open_run
 
-        self.loaded = open_run(run, device, threshold, vision_weights, text_weights, precision)
+        self.loaded = run if isinstance(run, LoadedRun) else open_run(
+            run, device, threshold, vision_weights, text_weights, precision)
         self.model, self.config = self.loaded.model, self.loaded.config
         self.device, self.threshold = self.loaded.device, self.loaded.threshold
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id: str | Path, device: str = "cpu",
+                        threshold: float | None = None, precision: str = "auto",
+                        **kwargs: Any) -> Predictor:
+        """A Predictor on ``SeraModel.from_pretrained(path_or_repo_id, **kwargs)``: a run
+        folder, or a hub repository id fetched into the Hugging Face cache."""
+        from sera_cli.engine.loading import open_pretrained
+
+        return cls(open_pretrained(path_or_repo_id, device, threshold, precision, **kwargs))
 
     @torch.no_grad()
     def __call__(self, image_path: str | Path, expression: str) -> Prediction:

@@ -39,7 +39,27 @@ def open_run(run: Path, device: str = "cpu", threshold: float | None = None,
     resolved = resolve_device(device)  # before the load: a bad name fails at once
     precision = resolve_precision(precision, resolved)
     model, config = load_run(run, vision_weights=vision_weights, text_weights=text_weights)
-    lower(model.to(resolved).eval(), precision)
+    return _placed(Path(run), model, config, resolved, threshold, precision)
+
+
+def open_pretrained(path_or_repo_id: str | Path, device: str = "cpu",
+                    threshold: float | None = None, precision: str = "auto",
+                    **kwargs: Any) -> LoadedRun:
+    """``open_run`` for a run folder or a hub repository id, through
+    ``SeraModel.from_pretrained`` (``kwargs`` are its: backbone weights, revision, token...)."""
+    from sera_cli.runs.pretrained import SeraModel
+
+    if threshold is not None:
+        check_threshold(threshold)
+    resolved = resolve_device(device)
+    precision = resolve_precision(precision, resolved)
+    model = SeraModel.from_pretrained(path_or_repo_id, **kwargs)
+    return _placed(model.run_folder, model, model.run_config, resolved, threshold, precision)
+
+
+def _placed(path: Path, model: Any, config: dict[str, Any], device: torch.device,
+            threshold: float | None, precision: str) -> LoadedRun:
+    lower(model.to(device).eval(), precision)
     if threshold is None:
         threshold = config.get("train", {}).get("threshold", THRESHOLD_DEFAULT)
-    return LoadedRun(Path(run), model, config, resolved, threshold, precision)
+    return LoadedRun(path, model, config, device, threshold, precision)

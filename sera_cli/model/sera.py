@@ -91,8 +91,11 @@ def resolve_plugins(cfg: ModelConfig, registry: Registry) -> tuple[list, list, A
 
 
 def build_model(cfg: ModelConfig, registry: Registry | None = None,
-                vision_weights: str | None = None, text_weights: str | None = None) -> SeraModel:
-    """Build SERA from a config, resolving every expert and router by name in the registry."""
+                vision_weights: str | None = None, text_weights: str | None = None,
+                model_cls: type[SeraModel] | None = None) -> SeraModel:
+    """Build SERA from a config, resolving every expert and router by name in the registry.
+    ``model_cls`` is a SeraModel subclass to build instead (the hub-aware one of
+    ``sera_cli.runs.pretrained``, which this layer cannot import)."""
     registry = registry or default_registry()
     adapter_specs, fusion_specs, adapter_router, fusion_router = resolve_plugins(cfg, registry)
     text = build_clip_text(cfg.text, text_weights)
@@ -105,6 +108,6 @@ def build_model(cfg: ModelConfig, registry: Registry | None = None,
     }
     vision = AdaptedDinov2(dinov2, adapters, cfg.adapter_scale, cfg.neck_blocks)
     fusion = build_fusion(cfg.fusion_dim, fusion_specs, fusion_router, cfg.topk)
-    model = SeraModel(cfg, vision, text, fusion)
+    model = (model_cls or SeraModel)(cfg, vision, text, fusion)
     apply_tuning(model, cfg.tune)
     return model

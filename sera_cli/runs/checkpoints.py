@@ -59,8 +59,9 @@ def save_run(run_dir: str | Path, model: Any, registry: Any = None, full: bool =
         "model": model.cfg.to_dict(),
         "plugins": plugin_provenance(model, registry),
         "full_weights": full,
-        **(extra or {}),
     }
+    # These keys describe this save: ``extra`` (a loaded run's own config.json) never overrides
+    config.update({k: v for k, v in (extra or {}).items() if k not in config})
     atomic_write(run / weights_file, save(saved_state(model, full)))
     atomic_write(run / CONFIG_FILE, json.dumps(config, indent=2))
     return run
@@ -164,8 +165,9 @@ def load_into(model: Any, state: dict[str, Any], source: Path) -> None:
 
 def load_run(run_dir: str | Path, registry: Any = None, vision_weights: str | None = None,
              text_weights: str | None = None, weights_file: str = WEIGHTS_FILE,
-             ) -> tuple[Any, dict[str, Any]]:
-    """Rebuild the model from ``config.json`` and load its weights; returns (model, config)."""
+             model_cls: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Rebuild the model from ``config.json`` and load its weights; returns (model, config).
+    ``model_cls``: the SeraModel subclass to build (build_model's)."""
     from sera_cli.config import ModelConfig
     from sera_cli.model.sera import build_model
     from sera_cli.registry import default_registry
@@ -178,7 +180,7 @@ def load_run(run_dir: str | Path, registry: Any = None, vision_weights: str | No
     cfg = ModelConfig.from_dict(config["model"])
     if config.get("full_weights"):  # everything is in the file: do not fetch pretrained weights
         cfg.vision.hub_id, cfg.text.pretrained = None, None
-    model = build_model(cfg, registry, vision_weights, text_weights)
+    model = build_model(cfg, registry, vision_weights, text_weights, model_cls)
     load_into(model, state, run / weights_file)
     model.eval()
     return model, config
