@@ -84,8 +84,9 @@ def train(
     resume: Annotated[Path | None, O(help="Continue an interrupted run folder.")] = None,
     vision_weights: Annotated[str | None, O(help="DINOv2 weights folder (else "
                                                  "$SERA_VISION_WEIGHTS or the hub).")] = None,
-    text_weights: Annotated[str | None, O(help="CLIP weights file (else $SERA_TEXT_WEIGHTS "
-                                               "or the hub).")] = None,
+    text_weights: Annotated[str | None, O(help="open_clip CLIP folder with "
+                                               "open_clip_config.json (else "
+                                               "$SERA_TEXT_WEIGHTS or the hub).")] = None,
     as_json: Annotated[bool, O("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Train SERA. A bare `sera train` trains sera-tiny on the synthetic set on the CPU."""
