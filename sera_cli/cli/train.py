@@ -76,6 +76,11 @@ def train(
                                             "end only).")] = None,
     threshold: Annotated[float | None, O(help="Mask probability threshold for validation.")
                          ] = None,
+    init_from: Annotated[Path | None, O(help="Start from this run's weights: its backbones, "
+                                            "and its heads unless --no-init-heads.")] = None,
+    init_heads: Annotated[bool | None, O("--init-heads/--no-init-heads",
+                                         help="With --init-from: also take its adapters, "
+                                              "experts, neck and decoder.")] = None,
     save_full: Annotated[bool | None, O("--save-full", help="Also save frozen backbone "
                                                             "weights.")] = None,
     out: Annotated[Path | None, O(help="Run folder (default: runs/<time>-<preset>).")] = None,

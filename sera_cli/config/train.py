@@ -54,6 +54,8 @@ class TrainConfig:
     val_batch_size: int = 32
     threshold: float = THRESHOLD_DEFAULT
     save_full: bool = False
+    init_from: str | None = None  # a run whose weights start this one (backbones, and heads)
+    init_heads: bool = True  # with init_from: also the adapters, experts, neck and decoder
 
     def validate(self) -> TrainConfig:
         for name in ("epochs", "batch_size", "val_batch_size", "log_every"):

@@ -101,11 +101,19 @@ class Trainer:
 
             ensure_writable(run)  # before any slow work: fail now, not at the first checkpoint
         resolve_plugins(model_cfg, self.registry)  # a misspelt expert fails before the data loads
+        if cfg.init_from:  # so does a missing or damaged source run
+            from sera_cli.runs.checkpoints import read_config
+
+            read_config(cfg.init_from)
         self._open_data()
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank and every resume
         from sera_cli.model.sera import build_model
 
         self.model = build_model(model_cfg, self.registry, vision_weights, text_weights)
+        if cfg.init_from:
+            from sera_cli.runs.checkpoints import init_from_run
+
+            init_from_run(self.model, Path(cfg.init_from), cfg.init_heads, self.registry)
         self.model.to(self.dist.device)
         self.optimizer, self.base_lrs = self._optimizer()
         self.step, self.best = 0, -1.0

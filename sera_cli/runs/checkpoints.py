@@ -163,6 +163,33 @@ def load_into(model: Any, state: dict[str, Any], source: Path) -> None:
     model.load_state_dict(state, strict=False)
 
 
+def init_from_run(model: Any, source: Path, heads: bool = True, registry: Any = None) -> int:
+    """Copy a trained run's weights into ``model`` before training starts: its backbones always
+    (the pretrained part of a transfer), its other modules too unless ``heads`` is False.
+
+    Every copied tensor must exist in ``model`` with the same shape, so a run of another preset
+    or width is refused naming the tensor. Returns how many tensors were copied."""
+    from sera_cli.model.peft import backbones
+
+    source_model, _ = load_run(source, registry)
+    theirs, ours = source_model.state_dict(), model.state_dict()
+    prefixes = tuple(f"{name}." for name in backbones(model))
+    wanted = {k: v for k, v in theirs.items() if heads or k.startswith(prefixes)}
+    for key, tensor in wanted.items():
+        if key not in ours:
+            raise SeraError(f"--init-from {source}: tensor '{key}' has no place in this model "
+                            "(another preset or other experts); use --no-init-heads to take "
+                            "the backbones only")
+        if tuple(tensor.shape) != tuple(ours[key].shape):
+            raise SeraError(f"--init-from {source}: tensor '{key}' has shape "
+                            f"{tuple(tensor.shape)}, this model's is {tuple(ours[key].shape)}: "
+                            "the runs' presets or widths differ")
+    if not any(k.startswith(prefixes) for k in wanted):
+        raise SeraError(f"--init-from {source}: its weights hold no backbone tensor")
+    model.load_state_dict(wanted, strict=False)
+    return len(wanted)
+
+
 def load_run(run_dir: str | Path, registry: Any = None, vision_weights: str | None = None,
              text_weights: str | None = None, weights_file: str = WEIGHTS_FILE,
              model_cls: Any = None) -> tuple[Any, dict[str, Any]]:
