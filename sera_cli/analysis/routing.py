@@ -62,28 +62,51 @@ class RoutingStats:
     """Mean gate weight and selection rate of each expert, per router and expression type."""
 
     def __init__(self) -> None:
-        # (router, type) -> [sum of gates (E,), times selected (E,), samples]
+        # (router, type) -> [sum of gates (E,), times selected (E,), sum of contributions (E,),
+        #                    sum of gate entropies, samples]
         self._sums: dict[tuple[str, str], list[Any]] = {}
 
     def update(self, routings: dict[str, Any], types: list[str | None]) -> None:
         for router, routing in routings.items():
             gates = routing.gates.detach().float().cpu().numpy()
-            for row, expr_type in zip(gates, types, strict=True):
+            contributions = (np.zeros_like(gates) if routing.contributions is None
+                             else routing.contributions.detach().float().cpu().numpy())
+            entropies = gate_entropy(gates)
+            for row, contrib, entropy, expr_type in zip(gates, contributions, entropies, types,
+                                                        strict=True):
                 for key in ("all", expr_type):
                     if key is None:
                         continue
-                    acc = self._sums.setdefault((router, key),
-                                                [np.zeros_like(row), np.zeros_like(row), 0])
+                    acc = self._sums.setdefault((router, key), [
+                        np.zeros_like(row), np.zeros_like(row), np.zeros_like(row), 0.0, 0])
                     acc[0] += row
                     acc[1] += row > 0
-                    acc[2] += 1
+                    acc[2] += contrib
+                    acc[3] += float(entropy)
+                    acc[4] += 1
 
     def result(self, names: Callable[[str], list[str]]) -> dict[str, Any]:
-        """{router: {type: {expert: {"gate": mean weight, "selected": rate}}}}, in percent."""
+        """{router: {type: {expert: {"gate": mean weight, "selected": rate (both percent),
+        "contribution": mean |gate * (expert(x) - x)| / |x|}}}}."""
         out: dict[str, Any] = defaultdict(dict)
-        for (router, expr_type), (gate_sum, chosen, n) in sorted(self._sums.items()):
+        for (router, expr_type), (gate_sum, chosen, contrib, _, n) in sorted(self._sums.items()):
             out[router][expr_type] = {
-                name: {"gate": 100.0 * float(g) / n, "selected": 100.0 * float(c) / n}
-                for name, g, c in zip(names(router), gate_sum, chosen, strict=True)
+                name: {"gate": 100.0 * float(g) / n, "selected": 100.0 * float(c) / n,
+                       "contribution": float(d) / n}
+                for name, g, c, d in zip(names(router), gate_sum, chosen, contrib, strict=True)
             }
         return dict(out)
+
+    def entropy(self) -> dict[str, dict[str, float]]:
+        """{router: {type: mean routing entropy}}, in bits: 0 when every sample goes to one
+        expert, log2(E) when every sample spreads evenly over all E."""
+        out: dict[str, dict[str, float]] = defaultdict(dict)
+        for (router, expr_type), (*_, entropy_sum, n) in sorted(self._sums.items()):
+            out[router][expr_type] = entropy_sum / n
+        return dict(out)
+
+
+def gate_entropy(gates: np.ndarray) -> np.ndarray:
+    """Entropy in bits of each row of (B, E) gates; zero gates add nothing."""
+    safe = np.where(gates > 0, gates, 1.0)
+    return -(gates * np.log2(safe)).sum(axis=1)

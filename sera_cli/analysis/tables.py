@@ -11,29 +11,35 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 
-def routing_table(title: str, by_type: ByType) -> Table:
-    """One router as a rich table: "gate % / selected %" per type and expert; the expert with
-    the largest gate in each row is bold, so specialization stands out."""
+def routing_table(title: str, by_type: ByType, entropy: dict[str, float] | None = None
+                  ) -> Table:
+    """One router as a rich table: "gate % / selected % / contribution" per type and expert,
+    and the routing entropy (bits) per type; the expert with the largest gate in each row is
+    bold, so specialization stands out, and a contribution near zero shows an idle expert."""
     from rich.table import Table
 
     rows, experts, gates = grid(by_type, "gate")
-    table = Table(title=f"{title} (mean gate % / selected %)")
+    table = Table(title=f"{title} (mean gate % / selected % / contribution |g(f(x) - x)|/|x|)")
     table.add_column("expressions")
     for expert in experts:
         table.add_column(expert, justify="right")
+    if entropy is not None:
+        table.add_column("entropy (bits)", justify="right")
     for label, row in zip(rows, gates, strict=True):
         top = max(range(len(row)), key=row.__getitem__)
-        cells = [f"{by_type[label][e]['gate']:.1f} / {by_type[label][e]['selected']:.0f}"
-                 for e in experts]
+        cells = [f"{by_type[label][e]['gate']:.1f} / {by_type[label][e]['selected']:.0f} / "
+                 f"{by_type[label][e].get('contribution', 0.0):.3f}" for e in experts]
         cells[top] = f"[bold]{cells[top]}[/bold]"
+        if entropy is not None:
+            cells.append(f"{entropy.get(label, 0.0):.2f}")
         table.add_row(label, *cells)
     return table
 
 
 def routing_tables(result: dict[str, Any], prefix: str) -> list[Table]:
     """A table per router of one evaluate() result, titled "<prefix>: router <name>"."""
-    routing = result["routing"]
-    return [routing_table(f"{prefix}: router {name}", routing[name])
+    routing, entropy = result["routing"], result.get("routing_entropy", {})
+    return [routing_table(f"{prefix}: router {name}", routing[name], entropy.get(name))
             for name in router_order(routing)]
 
 

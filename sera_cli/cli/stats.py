@@ -52,7 +52,8 @@ def stats(
     if as_json:
         typer.echo(json.dumps({"checkpoint": str(run.path), "dataset": name, "split": split,
                                "n": result["n"], "heatmap": str(png),
-                               "routing": result["routing"]}, indent=2))
+                               "routing": result["routing"],
+                               "routing_entropy": result["routing_entropy"]}, indent=2))
         return
     from rich.console import Console
 

@@ -68,7 +68,8 @@ def evaluate(model: SeraModel, dataset: ReferDataset, *, batch_size: int = 16,
             on_batch(len(metas))
     model.train(was_training)
     return {"split": dataset.split, "threshold": threshold, **scorer.result(),
-            "routing": routing.result(lambda r: expert_names(model, r))}
+            "routing": routing.result(lambda r: expert_names(model, r)),
+            "routing_entropy": routing.entropy()}
 
 
 def _write_mask(path: Path, mask: np.ndarray) -> None:

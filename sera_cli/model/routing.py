@@ -19,10 +19,13 @@ from sera_cli.errors import SeraError
 @dataclass
 class Routing:
     """gates: (B, E) mixture weights, zero for unselected experts, each row sums to 1.
-    logits: (B, E) the router's raw scores (before noise), used by the z-loss."""
+    logits: (B, E) the router's raw scores (before noise), used by the z-loss.
+    contributions: (B, E) ``|gate * (expert(x) - x)| / |x|`` per sample, filled by
+    RoutedExperts outside training (a diagnostic: how much each expert changed its input)."""
 
     gates: torch.Tensor
     logits: torch.Tensor
+    contributions: torch.Tensor | None = None
 
 
 class RoutedExperts(nn.Module):
@@ -50,19 +53,32 @@ class RoutedExperts(nn.Module):
         gates = routing.gates.to(x.dtype)
         chosen_by = gates != 0  # (B, E)
         counts = chosen_by.sum(0).tolist()  # one host sync for all experts, not one per expert
+        diagnose = not self.training
+        if diagnose:
+            routing.contributions = x.new_zeros(gates.shape, dtype=torch.float32)
+            size = x.detach().float().flatten(1).norm(dim=1).clamp_min(1e-12)  # (B,)
         out: torch.Tensor | None = None
         for e, expert in enumerate(self.experts):
             if counts[e] == 0:
                 continue
             label = self.expert_labels[e]
             if counts[e] == x.shape[0]:  # every sample: no gather, no scatter
-                contrib = gates[:, e].view(-1, 1, 1, 1) * _named_call(label, expert, x)
+                gate = gates[:, e].view(-1, 1, 1, 1)
+                refined = _named_call(label, expert, x)
+                contrib = gate * refined
                 out = contrib if out is None else out + contrib
+                chosen = None
             else:
                 chosen = chosen_by[:, e].nonzero(as_tuple=True)[0]
-                contrib = gates[chosen, e].view(-1, 1, 1, 1) * _named_call(label, expert,
-                                                                           x[chosen])
+                gate = gates[chosen, e].view(-1, 1, 1, 1)
+                refined = _named_call(label, expert, x[chosen])
+                contrib = gate * refined
                 out = (torch.zeros_like(x) if out is None else out).index_add(0, chosen, contrib)
+            if diagnose:
+                inputs = x if chosen is None else x[chosen]
+                change = (gate * (refined - inputs)).detach().float().flatten(1).norm(dim=1)
+                where = slice(None) if chosen is None else chosen
+                routing.contributions[where, e] = change / size[where]
         return torch.zeros_like(x) if out is None else out
 
 

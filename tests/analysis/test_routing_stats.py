@@ -45,9 +45,9 @@ def test_lift_is_the_gate_minus_the_gate_over_all_expressions() -> None:
 def test_table_bolds_the_expert_with_the_largest_gate_per_row() -> None:
     table = routing_table("val", RESULT["routing"]["fusion"])
     spatial_column, context_column = (list(c.cells) for c in table.columns[1:3])
-    assert spatial_column[2] == "[bold]70.0 / 100[/bold]"  # the spatial row
-    assert context_column[1] == "[bold]70.0 / 100[/bold]"  # the appearance row
-    assert spatial_column[0] == "40.0 / 80"
+    assert spatial_column[2] == "[bold]70.0 / 100 / 0.000[/bold]"  # the spatial row
+    assert context_column[1] == "[bold]70.0 / 100 / 0.000[/bold]"  # the appearance row
+    assert spatial_column[0] == "40.0 / 80 / 0.000"
 
 
 def test_heatmap_is_a_png_with_a_row_of_panels_per_router(tmp_path: Path) -> None:

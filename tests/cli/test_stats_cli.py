@@ -64,7 +64,10 @@ def test_json_uses_the_latest_run_and_names_the_heatmap_after_the_split(
     assert "all" in fusion and len(fusion) > 1  # per expression type, beside all
     for by_expert in fusion.values():
         assert list(by_expert) == EXPERTS
-        assert sum(s["gate"] for s in by_expert.values()) == pytest.approx(100.0, abs=1e-3)
+        # gates sum to 1 per sample; in bf16 (--precision auto on a CPU with AVX512-BF16) to
+        # within bf16's resolution, 2^-8
+        assert sum(s["gate"] for s in by_expert.values()) == pytest.approx(100.0, abs=0.4)
+        assert all(s["contribution"] >= 0 for s in by_expert.values())
         assert all(s["selected"] == 100.0 for s in by_expert.values())  # top-4 of 4
 
 
