@@ -39,7 +39,9 @@ def test_regularizers_grow_for_collapsed_routing() -> None:
 
 
 def test_assignment_loss_has_a_gradient() -> None:
-    logits = torch.randn(8, 4, requires_grad=True)
+    """Unequal counts (here 5, 3, 0, 0) must push the logits; with random logits the counts
+    could come out equal, where the gradient is rightly zero, so they are fixed."""
+    logits = torch.tensor([[3.0, 0, 0, 0]] * 5 + [[0, 3.0, 0, 0]] * 3, requires_grad=True)
     gates = torch.zeros(8, 4).scatter(-1, logits.argmax(-1, keepdim=True), 1.0)
     assignment_loss(Routing(gates=gates, logits=logits)).backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
