@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import blank_png, huge_png
 from helpers import builtin_registry as _builtin_registry
 from hypothesis import settings
@@ -32,13 +33,15 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def pinned_environment(monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> Iterator[None]:
-    """Built-in plugins only (whatever is installed), no debug, and a cache folder of the test
-    session's own, inherited by subprocesses: tests never read or write ~/.cache/sera.
+    """Built-in plugins only (whatever is installed), no debug, torch's generator seeded, and a
+    cache folder of the test session's own, inherited by subprocesses: tests never read or
+    write ~/.cache/sera.
     `sera -p` and `--debug` write os.environ; monkeypatch undoes that."""
     monkeypatch.setenv("SERA_LOAD_PLUGINS", "builtin")
     monkeypatch.setenv("SERA_PLUGINS", "")
     monkeypatch.setenv("SERA_DEBUG", "")
     monkeypatch.setenv("SERA_CACHE", str(session_cache))
+    torch.manual_seed(0)  # a test's random draws do not depend on which tests ran before it
     default_registry.cache_clear()
     yield
     default_registry.cache_clear()
