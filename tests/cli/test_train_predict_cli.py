@@ -89,7 +89,8 @@ def test_eval_reports_every_metric_per_split_and_type(trained_run: Path, tmp_pat
         assert {"miou", "oiou", "prec@0.5", "prec@0.9", "n", "by_type"} <= set(r)
         assert 0 <= r["miou"] <= 100
         gates = r["routing"]["fusion"]["all"]
-        assert sum(g["gate"] for g in gates.values()) == pytest.approx(100.0, abs=1e-3)
+        # gates sum to 1 per sample; in bf16 (--precision auto here) to within 2^-8
+        assert sum(g["gate"] for g in gates.values()) == pytest.approx(100.0, abs=0.4)
         written = list((tmp_path / "masks" / r["split"]).glob("*_*.png"))
         assert len(written) == r["n"]
     table = sera("eval", "--checkpoint", str(trained_run), "--split", "val")
