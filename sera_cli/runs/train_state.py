@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from sera_cli.runs.atomic import atomic_write
 from sera_cli.errors import SeraError
+from sera_cli.runs.atomic import atomic_write
 
 STATE_TENSORS = "train_state.safetensors"
 STATE_JSON = "train_state.json"
