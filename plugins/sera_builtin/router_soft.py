@@ -16,4 +16,5 @@ class SoftRouter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Routing:
         logits = self.gate(x.mean(dim=(2, 3)))  # (B, C, H, W) -> (B, C) -> (B, E)
-        return Routing(gates=torch.softmax(logits, dim=-1), logits=logits)
+        # gates in float32 whatever the model's precision: they sum to 1 (bf16 would round them)
+        return Routing(gates=torch.softmax(logits.float(), dim=-1), logits=logits)

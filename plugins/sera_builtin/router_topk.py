@@ -28,5 +28,7 @@ class NoisyTopKRouter(nn.Module):
         if self.training:
             scores = logits + torch.randn_like(logits) * F.softplus(self.noise(pooled))
         top_values, top_index = scores.topk(self.top_k, dim=-1)  # (B, k)
-        gates = torch.zeros_like(scores).scatter(-1, top_index, torch.softmax(top_values, -1))
+        # gates in float32 whatever the model's precision: they sum to 1 (bf16 would round them)
+        gates = torch.zeros_like(scores, dtype=torch.float32).scatter(
+            -1, top_index, torch.softmax(top_values.float(), -1))
         return Routing(gates=gates, logits=logits)

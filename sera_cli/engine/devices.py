@@ -77,8 +77,9 @@ def lower(model: torch.nn.Module, precision: str) -> torch.nn.Module:
 
 
 def dtype_of(model: torch.nn.Module) -> torch.dtype:
-    """The floating-point type ``model``'s weights are in: what its pixels must be."""
-    return next(model.parameters()).dtype
+    """The floating-point type ``model``'s weights are in: what its pixels must be (float32 for a
+    model without weights)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 @dataclass
