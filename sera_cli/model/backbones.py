@@ -53,7 +53,7 @@ _TEXT_CFG_IGNORED = {"output_tokens", "eos_id", "hf_model_pretrained", "hf_proj_
                      "hf_pooler_type"}
 
 
-def _dinov2_classes(arch: str) -> tuple[type, type]:
+def _dinov2_classes(arch: str) -> tuple[Any, Any]:
     from transformers import (
         Dinov2Config,
         Dinov2Model,
@@ -99,7 +99,7 @@ def _read_vision_config(folder: Path, label: str) -> dict[str, Any]:
                         "save_pretrained") from None
     except (OSError, ValueError) as exc:
         raise SeraError(f"{label}: cannot read {path} ({exc})") from None
-    arch = DINOV2_TYPES.get(data.get("model_type")) if isinstance(data, dict) else None
+    arch = DINOV2_TYPES.get(str(data.get("model_type"))) if isinstance(data, dict) else None
     if arch is None:
         held = data.get("model_type") if isinstance(data, dict) else None
         raise SeraError(f"{label} holds a '{held}' model, not DINOv2 (model_type "
@@ -317,8 +317,8 @@ def clip_source(cfg: TextConfig, weights: str | None) -> ClipSource:
                         f"weights, then {TEXT_OPTION}")
     # open_clip's form: "org/name/" (its default file names) or "org/name/file.bin"
     repo, filename = (hub.rstrip("/"), "") if hub.endswith("/") else os.path.split(hub)
-    config = hub_file_if_any(repo, CLIP_CONFIG, "CLIP text weights", TEXT_OPTION)
-    model_cfg = _clip_model_cfg(config) if config else dict(
+    repo_config = hub_file_if_any(repo, CLIP_CONFIG, "CLIP text weights", TEXT_OPTION)
+    model_cfg = _clip_model_cfg(repo_config) if repo_config else dict(
         open_clip.get_model_config(cfg.model) or {})
     model_cfg["quick_gelu"] = bool(pretrained.get("quick_gelu", False))  # the tag's word wins
     names = (_safetensors_name(filename), filename) if filename else CLIP_WEIGHTS

@@ -47,7 +47,9 @@ def hub_file(repo_id: str, filenames: Sequence[str], what: str, instead: str,
     ``instead`` says how to give a local path instead ("pass --vision-weights PATH");
     ``hub_kwargs`` are huggingface_hub's own (revision, cache_dir, token, local_files_only,
     force_download)."""
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+    # huggingface_hub.utils exports its errors in every version sera supports (0.24 on);
+    # huggingface_hub.errors holds them only in later ones.
+    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
 
     kwargs = {k: v for k, v in hub_kwargs.items() if v is not None}
     not_cached = False
@@ -70,7 +72,7 @@ def hub_file_if_any(repo_id: str, filename: str, what: str, instead: str,
                     **hub_kwargs: Any) -> Path | None:
     """``hub_file`` for a file the repository may lack: None when it has none (offline: when
     the cache has none)."""
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.utils import EntryNotFoundError
 
     kwargs = {k: v for k, v in hub_kwargs.items() if v is not None}
     try:
@@ -89,7 +91,7 @@ def _download(repo_id: str, filename: str, kwargs: dict[str, Any]) -> str:
         hf_hub_url,
         try_to_load_from_cache,
     )
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import HfHubHTTPError
 
     offline = constants.HF_HUB_OFFLINE or kwargs.get("local_files_only", False)
     cached = try_to_load_from_cache(repo_id, filename, cache_dir=kwargs.get("cache_dir"),
@@ -113,7 +115,7 @@ def hub_error(exc: Exception, what: str, repo_id: str, instead: str,
               kwargs: dict[str, Any]) -> SeraError:
     """One line for a failed hub download, by cause."""
     from huggingface_hub import constants
-    from huggingface_hub.errors import (
+    from huggingface_hub.utils import (
         GatedRepoError,
         HfHubHTTPError,
         LocalEntryNotFoundError,
