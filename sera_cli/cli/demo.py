@@ -21,6 +21,7 @@ def demo(
                                                               "steps.")] = None,
     data: Annotated[Path | None, typer.Option(help="Data root (default: the synthetic set).")
                     ] = None,
+    precision: options.Precision = "auto",
     as_json: options.Json = False,
 ) -> None:
     """Synthesize data, train sera-tiny, evaluate, predict examples and write a report."""
@@ -35,7 +36,7 @@ def demo(
     data = data or synthetic_data(quiet=as_json)
     run = out or new_run_dir(runs_root(), "demo")
     with bar(quiet=as_json) as progress:
-        result = run_demo(data, run, epochs=epochs, max_steps=max_steps,
+        result = run_demo(data, run, epochs=epochs, max_steps=max_steps, precision=precision,
                           reporter=TrainProgress(progress),
                           progress=progress_factory(progress, "eval "))
     if as_json:
