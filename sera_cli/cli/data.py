@@ -42,6 +42,9 @@ def synth(
     generalized: Annotated[bool, typer.Option(
         "--generalized", help="gRefCOCO layout, with expressions naming several objects or "
                               "none.")] = False,
+    domain: Annotated[str, typer.Option(
+        "--domain", help="all; or source / target: two shifted tasks for transfer with "
+                         "--init-from (docs/ablation.md).")] = "all",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Write a synthetic data set of coloured shapes with tagged referring expressions."""
@@ -59,6 +62,7 @@ def synth(
             name=name,
             progress=lambda done, total: bar.update(task, completed=done),
             generalized=generalized,
+            domain=domain,
         )
     seconds = time.perf_counter() - start
     if as_json:

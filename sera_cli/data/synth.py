@@ -25,6 +25,12 @@ generalized referring segmentation):
 - no-target:    "the purple star", "the triangle": a colour or a shape absent from the image
   (purple and orange are never painted, so any expression naming them names nothing).
 
+With `domain="source"` or `"target"` (`sera data synth --domain`) it draws one of two shifted
+tasks for transfer (docs/ablation.md): the source shows three shapes in three flat colours and
+mostly appearance and size expressions; the target adds the star, yellow, a striped fill the
+source never shows, and mostly spatial and relational expressions. A backbone pretrained on the
+source has to adapt to read the target. `domain="all"` (the default) is the set described above.
+
 The output is deterministic for a seed (byte for byte): every image draws from its own generator
 seeded by (seed, image number), JSON keys are sorted and nothing records the time. The generalized
 set draws its extra refs after everything the plain set draws, so both hold the same images.
@@ -75,6 +81,32 @@ AREA_RATIO = 1.6  # how much bigger "biggest" must be than the next
 MAX_REFS_PER_IMAGE = 3
 MAX_SENTENCES_PER_REF = 3
 
+
+
+@dataclass(frozen=True)
+class Domain:
+    """What one synthetic task draws from: a shift in vocabulary (shapes, colours), texture
+    (striped fills) and expression types (each type's sentences kept with its chance; None keeps
+    all), so that transfer from one domain to another has something to adapt to."""
+
+    shapes: tuple[str, ...]
+    colours: tuple[str, ...]
+    striped: bool = False
+    keep_type: Mapping[str, float] | None = None
+
+
+DOMAINS: dict[str, Domain] = {
+    "all": Domain(SHAPES, tuple(COLOURS)),
+    "source": Domain(("circle", "square", "triangle"), ("red", "green", "blue"),
+                     keep_type={"appearance": 1.0, "size": 1.0, "spatial": 0.4,
+                                "relational": 0.2}),
+    "target": Domain(SHAPES, tuple(COLOURS), striped=True,
+                     keep_type={"appearance": 0.3, "size": 0.3, "spatial": 1.0,
+                                "relational": 1.0}),
+}
+STRIPE_PERIOD = (6.0, 12.0)  # pixels, at the image's own size
+STRIPE_DARKEN = 0.55  # the dark stripes' brightness, of the object's colour
+
 _GENERIC = ("one", "shape", "thing", "object")
 _GENERIC_PLURAL = ("ones", "shapes", "things", "objects")
 _SPATIAL = {
@@ -97,6 +129,7 @@ class SynthSummary:
 
     root: str
     dataset: str
+    domain: str = "all"
     images: dict[str, int] = field(default_factory=dict)
     refs: dict[str, int] = field(default_factory=dict)
     sentences: dict[str, int] = field(default_factory=dict)
@@ -165,7 +198,8 @@ def _object_mask(
     return decode_segmentation([poly], h, w), [poly]
 
 
-def _place_objects(rng: np.random.Generator, w: int, h: int, n: int) -> list[_Obj]:
+def _place_objects(rng: np.random.Generator, w: int, h: int, n: int,
+                   domain: Domain) -> list[_Obj]:
     side = min(w, h)
     # Large enough that the letterboxed object covers several patches of sera-tiny's grid.
     r_max = (0.26 - 0.02 * (n - 2)) * side
@@ -180,15 +214,16 @@ def _place_objects(rng: np.random.Generator, w: int, h: int, n: int) -> list[_Ob
                 break
         else:
             continue  # no room left for this one: the scene has fewer objects
-        shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+        shape = domain.shapes[int(rng.integers(len(domain.shapes)))]
+        colour = domain.colours[int(rng.integers(len(domain.colours)))]
         angle = float(rng.uniform(-0.2, 0.2))
         mask, seg = _object_mask(shape, cx, cy, r, angle, w, h)
         objs.append(_Obj(shape, colour, cx, cy, r, mask, seg))
     return objs
 
 
-def _render(rng: np.random.Generator, w: int, h: int, objs: list[_Obj]) -> Image.Image:
+def _render(rng: np.random.Generator, w: int, h: int, objs: list[_Obj],
+            striped: bool = False) -> Image.Image:
     # Muted background with a gradient: saturated colours belong to the objects alone.
     base = rng.uniform(70, 190) + rng.uniform(-12, 12, size=3)
     gy, gx = np.mgrid[0:h, 0:w]
@@ -211,8 +246,18 @@ def _render(rng: np.random.Generator, w: int, h: int, objs: list[_Obj]) -> Image
     for o in objs:
         colour = np.asarray(COLOURS[o.colour], np.float32) + rng.uniform(-18, 18, size=3)
         pixels[o.mask] = colour
+        if striped:
+            pixels[o.mask & _stripes(rng, gx, gy)] *= STRIPE_DARKEN
     pixels += 6.0 * rng.standard_normal(size=pixels.shape, dtype=np.float32)
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGB")
+
+
+def _stripes(rng: np.random.Generator, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """Where the dark half of a stripe pattern of random period and direction falls."""
+    period = float(rng.uniform(*STRIPE_PERIOD))
+    theta = float(rng.uniform(0, math.pi))
+    phase = (gx * math.cos(theta) + gy * math.sin(theta)) / period
+    return (phase - np.floor(phase)) < 0.5
 
 
 # --------------------------------------------------------------------------------- expressions
@@ -303,10 +348,15 @@ def _expressions(
 
 
 def _choose_sentences(
-    by_type: dict[str, list[str]], rng: np.random.Generator
+    by_type: dict[str, list[str]], rng: np.random.Generator,
+    keep_type: Mapping[str, float] | None = None,
 ) -> list[tuple[str, str]]:
-    """Up to MAX_SENTENCES_PER_REF distinct (sentence, type), one per type before any repeat."""
+    """Up to MAX_SENTENCES_PER_REF distinct (sentence, type), one per type before any repeat;
+    with `keep_type`, each type is kept with its chance first."""
     types = [k for k in EXPRESSION_TYPES if by_type[k]]
+    if keep_type is not None:
+        types = [k for k in types if rng.uniform() < keep_type[k]]
+        by_type = {k: by_type[k] if k in types else [] for k in by_type}
     order = [types[i] for i in rng.permutation(len(types))]
     firsts = [(by_type[k][int(rng.integers(len(by_type[k])))], k) for k in order]
     rest = [(s, k) for k in order for s in by_type[k] if (s, k) not in firsts]
@@ -375,19 +425,20 @@ def _generalized_refs(
 
 
 def _scene(
-    rng: np.random.Generator, n_range: tuple[int, int]
+    rng: np.random.Generator, n_range: tuple[int, int], domain: Domain
 ) -> tuple[int, int, list[_Obj], list[tuple[_Obj, list[tuple[str, str]]]]]:
     """A scene and its refs (target, [(sentence, type)]); redrawn until it has at least one ref."""
     while True:
         w, h = (int(v) for v in rng.integers(SIDE_RANGE[0], SIDE_RANGE[1] + 1, size=2))
         if w == h:
             continue  # non-square on purpose: it exercises the letterbox
-        objs = _place_objects(rng, w, h, int(rng.integers(n_range[0], n_range[1] + 1)))
+        objs = _place_objects(rng, w, h, int(rng.integers(n_range[0], n_range[1] + 1)), domain)
         if len(objs) < 2:
             continue
         refs = []
         for i in rng.permutation(len(objs)):
-            sentences = _choose_sentences(_expressions(objs[i], objs, w, h, rng), rng)
+            sentences = _choose_sentences(_expressions(objs[i], objs, w, h, rng), rng,
+                                          domain.keep_type)
             if sentences:
                 refs.append((objs[i], sentences))
         if refs:
@@ -403,6 +454,7 @@ def synthesize(
     weights: Mapping[str, int] = SPLIT_WEIGHTS,
     progress: Callable[[int, int], None] | None = None,
     generalized: bool = False,
+    domain: str = "all",
 ) -> SynthSummary:
     """Write `out_dir/{name}/instances.json`, `refs(unc).p` and the JPEG images; return counts.
 
@@ -411,12 +463,18 @@ def synthesize(
     generalized): the loader reads the result as `synth` or, written with name="refcoco", as
     `refcoco`. `generalized=True` writes the gRefCOCO layout (`grefs(unc).json`, images under
     `images/train2014/`) with multi-target and no-target refs besides the ordinary ones.
+    `domain` is one of DOMAINS: all (the default), or the source or target task of a
+    transfer (the module's docstring says how they differ).
     `progress(done, total)` is called after every image. A folder that cannot be written (or a
     full disk) raises SeraError naming it.
     """
     name = name or ("grefcoco" if generalized else "synth")
+    if domain not in DOMAINS:
+        raise SeraError(f"--domain {domain!r} is not a synthetic domain; choose one of "
+                        f"{', '.join(DOMAINS)}")
     try:
-        return _synthesize(Path(out_dir), n_images, seed, name, weights, progress, generalized)
+        return _synthesize(Path(out_dir), n_images, seed, name, weights, progress, generalized,
+                           DOMAINS[domain])
     except OSError as exc:
         where = exc.filename or out_dir
         raise SeraError(f"cannot write the synthetic data set to {out_dir} ({where}: "
@@ -432,6 +490,7 @@ def _synthesize(
     weights: Mapping[str, int],
     progress: Callable[[int, int], None] | None,
     generalized: bool,
+    domain: Domain,
 ) -> SynthSummary:
     from pycocotools import mask as mask_utils
 
@@ -440,7 +499,8 @@ def _synthesize(
     image_dir.mkdir(parents=True, exist_ok=True)
     (root / name).mkdir(parents=True, exist_ok=True)
     counts = split_counts(n_images, weights)
-    summary = SynthSummary(root=str(root), dataset=name)
+    summary = SynthSummary(root=str(root), dataset=name,
+                           domain=next(k for k, d in DOMAINS.items() if d is domain))
     images: list[dict] = []
     annotations: list[dict] = []
     refs: list[dict] = []
@@ -452,9 +512,9 @@ def _synthesize(
         for _ in range(n_split):
             image_id += 1
             rng = np.random.default_rng([seed, image_id])
-            w, h, objs, single_refs = _scene(rng, OBJECTS.get(split, OBJECTS["train"]))
+            w, h, objs, single_refs = _scene(rng, OBJECTS.get(split, OBJECTS["train"]), domain)
             file_name = f"{name}_{image_id:06d}.jpg"
-            _render(rng, w, h, objs).save(image_dir / file_name, quality=92)
+            _render(rng, w, h, objs, domain.striped).save(image_dir / file_name, quality=92)
             scene_refs = [([target], sentences) for target, sentences in single_refs]
             if generalized:  # drawn last: the plain set's draws, and bytes, stay as they were
                 scene_refs += _generalized_refs(objs, rng)
