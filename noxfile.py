@@ -103,6 +103,13 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def ablation(session: nox.Session) -> None:
+    """The experts' ablation in miniature (bench/ablation.py; rewrites docs/ablation.md's table)."""
+    _install(session)
+    session.run("python", "bench/ablation.py", *session.posargs)
+
+
+@nox.session(default=False)
 def demo(session: nox.Session) -> None:
     """Run `sera demo`: synthesize data, train the tiny model, evaluate, predict, report."""
     _install(session)

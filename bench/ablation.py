@@ -1,0 +1,226 @@
+"""The paper's ablation in miniature: do SERA's experts lift a frozen, pretrained backbone?
+
+    python bench/ablation.py [--seeds 3] [--source-images 600] [--source-epochs 2]
+                             [--target-images 300] [--steps 200] [--work DIR] [--quick]
+
+1. Synthesize the source and the shifted target task (`sera data synth --domain source|target`).
+2. Pretrain sera-tiny on the source, fully tuned and without experts: the backbone "pretrained
+   elsewhere" (kept in --work and reused when its settings match).
+3. For each row (no experts; + the adapter experts; + adapter and fusion experts at K = 1..4)
+   and each seed, train on the target from that run (`--init-from`, `--tune bias-ln`: backbones
+   frozen but for biases and LayerNorms; heads copied; experts new, from zero), then score val,
+   testA and testB, and keep the experts' diagnostics (gates per expression type, relative
+   contribution, routing entropy).
+
+Prints the table, writes `bench/results/ablation.json`, and rewrites the generated part of
+`docs/ablation.md` (between its markers). Every row trains the same number of steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+
+from sera_cli.config.layering import build_configs
+from sera_cli.data.dataset import dataset_for
+from sera_cli.data.refer import ReferIndex
+from sera_cli.data.synth import synthesize
+from sera_cli.engine.evaluation import evaluate
+from sera_cli.engine.training import Trainer
+
+FUSION = "spatial,context,boundary,shape"
+ADAPTER = "spatial,boundary"
+ROWS: dict[str, dict[str, Any]] = {
+    "no experts": {"adapter_experts": "", "experts": ""},
+    "+ adapter experts": {"adapter_experts": ADAPTER, "experts": ""},
+    **{f"+ adapter and fusion experts, K={k}": {"adapter_experts": ADAPTER, "experts": FUSION,
+                                               "topk": k} for k in (1, 2, 3, 4)},
+}
+SPLITS = ("val", "testA", "testB")
+DOC = Path(__file__).resolve().parents[1] / "docs" / "ablation.md"
+BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
+
+
+def registry() -> Any:
+    """The built-in plugin only, so that whatever else is installed cannot change the figures."""
+    import sera_builtin
+
+    from sera_cli.registry import create_registry
+
+    return create_registry(plugins=[sera_builtin], entry_points=False)
+
+
+def train(run: Path, data: Path, **values: Any) -> Trainer:
+    """A sera-tiny Trainer on the CPU with ``values`` over the preset's defaults, fitted."""
+    shutil.rmtree(run, ignore_errors=True)  # a rerun starts over
+    model_cfg, train_cfg = build_configs({"preset": "sera-tiny", "data": str(data),
+                                          "device": "cpu", "log_every": 50, **values})
+    trainer = Trainer(model_cfg, train_cfg, run, data, registry=registry())
+    trainer.fit()
+    return trainer
+
+
+def pretrain_source(work: Path, args: argparse.Namespace) -> tuple[Path, float]:
+    """The source run (reused when its settings match); returns it and its training seconds."""
+    settings = {"images": args.source_images, "epochs": args.source_epochs}
+    run, stamp = work / "source-run", work / "source-run.json"
+    if (run / "model.safetensors").exists() and stamp.exists() and \
+            json.loads(stamp.read_text())["settings"] == settings:
+        return run, json.loads(stamp.read_text())["seconds"]
+    data = work / "source"
+    synthesize(data, n_images=args.source_images, seed=0, domain="source")
+    began = time.perf_counter()
+    train(run, data, adapter_experts="", experts="", tune="full", epochs=args.source_epochs)
+    seconds = time.perf_counter() - began
+    stamp.write_text(json.dumps({"settings": settings, "seconds": seconds}))
+    return run, seconds
+
+
+def gate_spread(routing: dict[str, Any]) -> dict[str, float]:
+    """Per routed stage: the largest difference, in points, between two expression types'
+    mean gate of one expert."""
+    spread = {}
+    for router, all_types in routing.items():
+        by_type = {t: stats for t, stats in all_types.items() if t != "all"}
+        experts = {e for stats in by_type.values() for e in stats}
+        spread[router] = max((100 * (max(s[e]["gate"] for s in by_type.values() if e in s)
+                                     - min(s[e]["gate"] for s in by_type.values() if e in s))
+                              for e in experts), default=0.0)
+    return spread
+
+
+def one_run(row: str, seed: int, source: Path, target: Path, work: Path,
+            args: argparse.Namespace) -> dict[str, Any]:
+    began = time.perf_counter()
+    trainer = train(work / "runs" / f"{_slug(row)}-seed{seed}", target, init_from=str(source),
+                    tune="bias-ln", seed=seed, max_steps=args.steps,
+                    **ROWS[row])
+    seconds = time.perf_counter() - began
+    index = ReferIndex.load(target, "synth")
+    scores = {split: evaluate(trainer.model, dataset_for(trainer.model_cfg, index, split),
+                              batch_size=32) for split in SPLITS}
+    val = scores["val"]
+    return {"row": row, "seed": seed, "seconds": seconds,
+            **{f"{split}_miou": scores[split]["miou"] for split in SPLITS},
+            "routing": val["routing"], "routing_entropy": val["routing_entropy"],
+            "gate_spread": gate_spread(val["routing"])}
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for row in ROWS:
+        mine = [r for r in runs if r["row"] == row]
+        if not mine:
+            continue
+        entry: dict[str, Any] = {"row": row, "seeds": len(mine)}
+        for split in SPLITS:
+            values = [r[f"{split}_miou"] for r in mine]
+            entry[split] = (statistics.mean(values),
+                            statistics.stdev(values) if len(values) > 1 else 0.0)
+        spreads = [max(r["gate_spread"].values(), default=0.0) for r in mine]
+        entry["gate_spread"] = statistics.mean(spreads)
+        entry["contribution"] = _mean_contributions(mine)
+        entry["seconds"] = statistics.mean(r["seconds"] for r in mine)
+        rows.append(entry)
+    return rows
+
+
+def _mean_contributions(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per stage and expert: its val contribution over all samples, the mean over seeds."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in runs:
+        for router, by_type in r["routing"].items():
+            for expert, figures in by_type["all"].items():
+                out.setdefault(router, {}).setdefault(expert, []).append(
+                    figures["contribution"])
+    return {router: {e: statistics.mean(v) for e, v in experts.items()}
+            for router, experts in out.items()}
+
+
+def _slug(row: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", row.lower()).strip("-")
+
+
+def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [BEGIN, "",
+             f"Generated by `{meta['command']}` on {meta['date']}: {meta['seeds']} seeds a row, "
+             f"{meta['steps']} target steps each; the source run trained {meta['source_s']:.0f} s; "
+             f"the whole ablation took {meta['total_s'] / 60:.1f} minutes on "
+             f"{meta['machine']['torch_threads']} threads ({meta['machine']['cpu']}, load average "
+             f"{meta['machine']['load_average'][0]:.1f} at the end).", "",
+             "| row | val mIoU | testA mIoU | testB mIoU | largest gate gap between types "
+             "(points) | s per run |", "| --- | --- | --- | --- | --- | --- |"]
+    for e in summary:
+        cells = [f"{e[s][0]:.1f} ± {e[s][1]:.1f}" for s in SPLITS]
+        lines.append(f"| {e['row']} | {' | '.join(cells)} | {e['gate_spread']:.1f} | "
+                     f"{e['seconds']:.0f} |")
+    lines += ["", "Mean relative contribution `‖gate · (expert(x) − x)‖ / ‖x‖` on val, per "
+              "stage and expert (mean of seeds):", ""]
+    for e in summary:
+        if e["contribution"]:
+            parts = "; ".join(f"{router}: " + ", ".join(f"{x} {v:.3f}" for x, v in
+                                                        sorted(experts.items()))
+                              for router, experts in e["contribution"].items())
+            lines.append(f"- {e['row']}: {parts}")
+    return "\n".join(lines + ["", END])
+
+
+def write_doc(block: str) -> None:
+    text = DOC.read_text() if DOC.exists() else f"# Ablation\n\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    DOC.write_text(head + block + rest.split(END, 1)[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--source-images", type=int, default=600)
+    parser.add_argument("--source-epochs", type=int, default=2)
+    parser.add_argument("--target-images", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=200, help="training steps on the target")
+    parser.add_argument("--rows", default="", help="comma-separated row numbers (default all)")
+    parser.add_argument("--work", type=Path, default=Path(".bench-ablation"))
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, to check that it runs; writes no docs")
+    args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.source_images, args.source_epochs = 2, 12, 1
+        args.target_images, args.steps = 12, 3
+    began = time.perf_counter()
+    args.work.mkdir(parents=True, exist_ok=True)
+    source, source_s = pretrain_source(args.work, args)
+    target = args.work / "target"
+    synthesize(target, n_images=args.target_images, seed=1, domain="target")
+    rows = [r for i, r in enumerate(ROWS) if not args.rows or str(i) in args.rows.split(",")]
+    runs = []
+    for row in rows:
+        for seed in range(args.seeds):
+            runs.append(one_run(row, seed, source, target, args.work, args))
+            print(f"{row}, seed {seed}: val {runs[-1]['val_miou']:.2f} "
+                  f"({runs[-1]['seconds']:.0f} s)", flush=True)
+    summary = summarize(runs)
+    meta = {"command": "python bench/ablation.py" + (" --quick" if args.quick else ""),
+            "date": time.strftime("%Y-%m-%d"), "seeds": args.seeds, "steps": args.steps,
+            "source_images": args.source_images, "source_epochs": args.source_epochs,
+            "target_images": args.target_images, "source_s": source_s,
+            "total_s": time.perf_counter() - began, "machine": common.machine()}
+    common.print_table("SERA ablation (val / testA / testB mIoU, mean ± std over seeds)",
+                       ["row", *SPLITS, "gate gap", "s"],
+                       [[e["row"], *(f"{e[s][0]:.1f} ± {e[s][1]:.1f}" for s in SPLITS),
+                         f"{e['gate_spread']:.1f}", f"{e['seconds']:.0f}"] for e in summary])
+    common.write_results("ablation" + ("-quick" if args.quick else ""),
+                         {**meta, "summary": summary, "runs": runs})
+    if not args.quick:
+        write_doc(markdown(summary, meta))
+
+
+if __name__ == "__main__":
+    main()
