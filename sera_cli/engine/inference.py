@@ -59,7 +59,9 @@ class Predictor:
         return cls(open_pretrained(path_or_repo_id, device, threshold, precision, **kwargs))
 
     @torch.no_grad()
-    def __call__(self, image_path: str | Path, expression: str) -> Prediction:
+    def __call__(self, image_path: str | Path, expression: str,
+                 threshold: float | None = None) -> Prediction:
+        """The mask of what ``expression`` names; ``threshold`` None is the predictor's own."""
         from sera_cli.analysis.metrics import decide
         from sera_cli.analysis.routing import expert_names
         from sera_cli.data.images import load_image
@@ -76,7 +78,8 @@ class Predictor:
         prob = unletterbox(torch.sigmoid(out.logits.float())[0, 0].cpu(), lb).numpy()
         no_target = (None if out.no_target is None
                      else float(torch.sigmoid(out.no_target[0].float())))
-        mask, said = decide(prob >= self.threshold, no_target)
+        mask, said = decide(prob >= (self.threshold if threshold is None else threshold),
+                            no_target)
         routing = {
             name: {expert: float(g) for expert, g in zip(expert_names(self.model, name),
                                                          r.gates[0].tolist(), strict=True)}

@@ -52,7 +52,6 @@ class Segmenter:
         self.run = Path(run)
         #: the run's own threshold: the page's default
         self.default_threshold = self.predictor.threshold
-        # one request at a time holds the model (and its threshold), whoever calls
         self._lock = threading.Lock()
 
     def answer(self, image: str | Path | None, expression: str | None,
@@ -79,13 +78,8 @@ class Segmenter:
                             f"{MAX_EXPRESSION_CHARS} characters")
         threshold = self.default_threshold if threshold is None else check_threshold(
             threshold, "threshold")
-        with self._lock:
-            # the Predictor of `sera predict --threshold T`: set T, predict, then back
-            self.predictor.threshold = threshold
-            try:
-                prediction = self.predictor(image, expression)
-            finally:
-                self.predictor.threshold = self.default_threshold
+        with self._lock:  # one request at a time holds the model
+            prediction = self.predictor(image, expression, threshold)
         return self._present(image, expression, threshold, prediction)
 
     def _present(self, image: str | Path, expression: str, threshold: float,

@@ -67,3 +67,31 @@ def test_predict_puts_a_known_mask_back_on_the_image(trained_run: Path, tmp_path
     assert prediction.mask[:, :43].all() and not prediction.mask[:, 47:].any()
     assert prediction.summary()["box"][0] == 0 and prediction.summary()["area"] in range(
         43 * 90, 47 * 90 + 1)
+
+
+class _Ramp(nn.Module):
+    """Probabilities rising from 0 at the left edge to 1 at the right, whatever the input."""
+
+    def __init__(self, cfg: object) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def forward(self, pixels: torch.Tensor, ids: torch.Tensor) -> SeraOutput:
+        s = pixels.shape[-1] // 4
+        p = torch.linspace(0.001, 0.999, s).clamp(1e-4, 1 - 1e-4).expand(pixels.shape[0], 1, s, s)
+        return SeraOutput(logits=torch.logit(p), routings={})
+
+
+def test_a_threshold_given_per_call_applies_to_that_call_only(trained_run: Path,
+                                                              tmp_path: Path) -> None:
+    predictor = Predictor(trained_run)
+    own = predictor.threshold
+    predictor.model = _Ramp(predictor.model.cfg)  # type: ignore[assignment]
+    path = tmp_path / "square.png"
+    Image.new("RGB", (64, 64), (30, 60, 90)).save(path)
+    strict, lax = predictor(path, "x", threshold=0.9), predictor(path, "x", threshold=0.1)
+    assert 0 < strict.mask.sum() < lax.mask.sum() < strict.mask.size
+    assert abs(strict.mask.mean() - 0.1) < 0.05 and abs(lax.mask.mean() - 0.9) < 0.05
+    assert predictor.threshold == own
+    assert (predictor(path, "x").mask == (strict.probability >= own)).all()
