@@ -14,14 +14,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from sera_cli.data.augment import augment_sample, jitter_letterbox
 from sera_cli.data.refer import ReferIndex, ReferSample
 from sera_cli.data.tokenize import tokenize, warn_cut
 from sera_cli.data.transforms import (
     CLIP_MEAN,
     CLIP_STD,
     Letterbox,
-    augment_sample,
-    jitter_letterbox,
     letterbox_image,
     letterbox_mask,
     normalize,

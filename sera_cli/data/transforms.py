@@ -1,4 +1,4 @@
-"""Letterboxing in and out of the square model input, normalization, and safe augmentation.
+"""Letterboxing in and out of the square model input, and normalization.
 
 Geometry: the longest image side is resized to the input side S, the aspect ratio is kept, and
 the content is *centered* in the S x S square (as CRIS/DETRIS do), the padding filled with the
@@ -10,22 +10,18 @@ when the image was enlarged: forward and back then return the original mask exac
 image was shrunk, the way back is bicubic (a genuine upsampling) and small details lost on the way
 in stay lost.
 
-Augmentation must not make the expression false: no crop (it could cut out the target or change
-which object is "leftmost"), only a slight shrink and shift *inside* the letterbox; colour
-jitter only when the sentence names no colour or brightness; a horizontal flip only together with
-swapping "left" and "right" in the sentence.
+Augmentation, which places the content by a jittered `Letterbox`, is in `augment.py`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageEnhance
+from PIL import Image
 
 from sera_cli.config import CLIP_MEAN, CLIP_STD  # noqa: F401 - re-exported
 
@@ -159,71 +155,3 @@ def normalize(
     if bool((s <= 0).any()):
         raise ValueError(f"std must be positive, got {list(std)}")
     return (image - m.view(-1, 1, 1)) / s.view(-1, 1, 1)
-
-
-# ---------------------------------------------------------------------------------- augmentation
-
-#: Words whose meaning colour or brightness jitter could change.
-COLOUR_WORDS = frozenset(
-    """red green blue yellow orange purple violet pink brown black white gray grey silver gold
-    golden beige tan maroon navy teal cyan magenta turquoise cream blond blonde dark darker
-    darkest light lighter lightest bright brighter brightest pale color colour colored coloured
-    reddish greenish bluish blueish yellowish pinkish brownish grayish greyish whitish blackish
-    orangish""".split()
-)
-_LEFT_RIGHT = re.compile(r"\b(left|right)(?=(?:most|ward|wards|side|hand)?\b)", re.IGNORECASE)
-
-
-def has_colour_words(sentence: str) -> bool:
-    """Whether the sentence names a colour or a brightness (which colour jitter could falsify)."""
-    return any(w in COLOUR_WORDS for w in re.findall(r"[a-z]+", sentence.lower()))
-
-
-def swap_left_right(sentence: str) -> str:
-    """'left' <-> 'right' (also leftmost, leftward, leftside, lefthand), keeping letter case."""
-
-    def swap(m: re.Match[str]) -> str:
-        word = m.group(1)
-        new = "right" if word.lower() == "left" else "left"
-        if word.isupper():
-            return new.upper()
-        return new.capitalize() if word[0].isupper() else new
-
-    return _LEFT_RIGHT.sub(swap, sentence)
-
-
-def hflip_sample(
-    image: Image.Image, mask: np.ndarray, sentence: str
-) -> tuple[Image.Image, np.ndarray, str]:
-    """Mirror image and mask and swap left/right words, so that the sentence stays true."""
-    flipped = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return flipped, np.ascontiguousarray(mask[:, ::-1]), swap_left_right(sentence)
-
-
-def colour_jitter(
-    image: Image.Image, rng: np.random.Generator, strength: float = 0.2
-) -> Image.Image:
-    """Random brightness, contrast and saturation within 1 +- strength (hue is left alone)."""
-    for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-        image = enhancer(image).enhance(float(rng.uniform(1 - strength, 1 + strength)))
-    return image
-
-
-def jitter_letterbox(
-    width: int, height: int, size: int, rng: np.random.Generator, max_shrink: float = 0.15
-) -> Letterbox:
-    """A letterbox shrunk by up to `max_shrink` and shifted at random, never cropping content."""
-    shrink = float(rng.uniform(1 - max_shrink, 1.0))
-    shift = (float(rng.uniform()), float(rng.uniform()))
-    return Letterbox.fit(width, height, size, shrink=shrink, shift=shift)
-
-
-def augment_sample(
-    image: Image.Image, mask: np.ndarray, sentence: str, rng: np.random.Generator
-) -> tuple[Image.Image, np.ndarray, str]:
-    """Augmentation that keeps the expression true: flip with word swap, colour jitter."""
-    if rng.uniform() < 0.5:
-        image, mask, sentence = hflip_sample(image, mask, sentence)
-    if not has_colour_words(sentence):
-        image = colour_jitter(image, rng)
-    return image, mask, sentence
