@@ -24,10 +24,12 @@ import re
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import common
+from torch import nn
 
 from sera_cli.config.layering import build_configs
 from sera_cli.data.dataset import dataset_for
@@ -58,12 +60,16 @@ def registry() -> Any:
     return create_registry(plugins=[sera_builtin], entry_points=False)
 
 
-def train(run: Path, data: Path, **values: Any) -> Trainer:
-    """A sera-tiny Trainer on the CPU with ``values`` over the preset's defaults, fitted."""
+def train(run: Path, data: Path, prepare: Callable[[Trainer], None] | None = None,
+          **values: Any) -> Trainer:
+    """A sera-tiny Trainer on the CPU with ``values`` over the preset's defaults, fitted
+    (after ``prepare(trainer)``, where given)."""
     shutil.rmtree(run, ignore_errors=True)  # a rerun starts over
     model_cfg, train_cfg = build_configs({"preset": "sera-tiny", "data": str(data),
                                           "device": "cpu", "log_every": 50, **values})
     trainer = Trainer(model_cfg, train_cfg, run, data, registry=registry())
+    if prepare is not None:
+        prepare(trainer)
     trainer.fit()
     return trainer
 
@@ -84,6 +90,25 @@ def pretrain_source(work: Path, args: argparse.Namespace) -> tuple[Path, float]:
     return run, seconds
 
 
+def live_experts(trainer: Trainer, std: float = 0.02) -> None:
+    """Investigation variant: the experts' zero-initialized last layers drawn from N(0, std)
+    instead. With every expert the identity at step 0, the gradient reaching a router through
+    the mixture is exactly zero (the gates multiply equal outputs and sum to 1); this tests
+    whether that start is what keeps the routers near uniform."""
+    from sera_cli.model.routing import RoutedExperts
+
+    for stage in trainer.model.modules():
+        if isinstance(stage, RoutedExperts):
+            for expert in stage.experts:
+                for layer in expert.modules():
+                    if isinstance(layer, nn.Conv2d | nn.Linear) and not layer.weight.any():
+                        nn.init.normal_(layer.weight, std=std)
+
+
+VARIANTS: dict[str, Callable[[Trainer], None] | None] = {"paper": None,
+                                                         "live-experts": live_experts}
+
+
 def gate_spread(routing: dict[str, Any]) -> dict[str, float]:
     """Per routed stage: the largest difference, in points, between two expression types'
     mean gate of one expert."""
@@ -100,9 +125,9 @@ def gate_spread(routing: dict[str, Any]) -> dict[str, float]:
 def one_run(row: str, seed: int, source: Path, target: Path, work: Path,
             args: argparse.Namespace) -> dict[str, Any]:
     began = time.perf_counter()
-    trainer = train(work / "runs" / f"{_slug(row)}-seed{seed}", target, init_from=str(source),
-                    tune="bias-ln", seed=seed, max_steps=args.steps,
-                    **ROWS[row])
+    run = work / "runs" / f"{_slug(row)}-{args.variant}-seed{seed}"
+    trainer = train(run, target, VARIANTS[args.variant], init_from=str(source), tune="bias-ln",
+                    seed=seed, max_steps=args.steps, **ROWS[row])
     seconds = time.perf_counter() - began
     index = ReferIndex.load(target, "synth")
     scores = {split: evaluate(trainer.model, dataset_for(trainer.model_cfg, index, split),
@@ -187,6 +212,8 @@ def main() -> None:
     parser.add_argument("--target-images", type=int, default=300)
     parser.add_argument("--steps", type=int, default=200, help="training steps on the target")
     parser.add_argument("--rows", default="", help="comma-separated row numbers (default all)")
+    parser.add_argument("--variant", choices=list(VARIANTS), default="paper",
+                        help="paper: sera as built; live-experts: an investigation (below)")
     parser.add_argument("--work", type=Path, default=Path(".bench-ablation"))
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, to check that it runs; writes no docs")
@@ -207,7 +234,9 @@ def main() -> None:
             print(f"{row}, seed {seed}: val {runs[-1]['val_miou']:.2f} "
                   f"({runs[-1]['seconds']:.0f} s)", flush=True)
     summary = summarize(runs)
-    meta = {"command": "python bench/ablation.py" + (" --quick" if args.quick else ""),
+    meta = {"command": "python bench/ablation.py" + (" --quick" if args.quick else "")
+            + (f" --variant {args.variant}" if args.variant != "paper" else ""),
+            "variant": args.variant,
             "date": time.strftime("%Y-%m-%d"), "seeds": args.seeds, "steps": args.steps,
             "source_images": args.source_images, "source_epochs": args.source_epochs,
             "target_images": args.target_images, "source_s": source_s,
@@ -216,9 +245,11 @@ def main() -> None:
                        ["row", *SPLITS, "gate gap", "s"],
                        [[e["row"], *(f"{e[s][0]:.1f} ± {e[s][1]:.1f}" for s in SPLITS),
                          f"{e['gate_spread']:.1f}", f"{e['seconds']:.0f}"] for e in summary])
-    common.write_results("ablation" + ("-quick" if args.quick else ""),
+    name = "ablation" + ("-quick" if args.quick else "") + (
+        f"-{args.variant}" if args.variant != "paper" else "")
+    common.write_results(name,
                          {**meta, "summary": summary, "runs": runs})
-    if not args.quick:
+    if not args.quick and args.variant == "paper" and not args.rows:
         write_doc(markdown(summary, meta))
 
 
