@@ -116,8 +116,8 @@ def gate_spread(routing: dict[str, Any]) -> dict[str, float]:
     for router, all_types in routing.items():
         by_type = {t: stats for t, stats in all_types.items() if t != "all"}
         experts = {e for stats in by_type.values() for e in stats}
-        spread[router] = max((100 * (max(s[e]["gate"] for s in by_type.values() if e in s)
-                                     - min(s[e]["gate"] for s in by_type.values() if e in s))
+        spread[router] = max((max(s[e]["gate"] for s in by_type.values() if e in s)
+                              - min(s[e]["gate"] for s in by_type.values() if e in s)
                               for e in experts), default=0.0)
     return spread
 
@@ -217,7 +217,16 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(".bench-ablation"))
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, to check that it runs; writes no docs")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="train nothing: report an earlier run's results file again")
     args = parser.parse_args()
+    if args.render:
+        results = json.loads(args.render.read_text())
+        for r in results["runs"]:  # recomputed: the figures derive from the stored routing
+            r["gate_spread"] = gate_spread(r["routing"])
+        report(results["runs"], {k: v for k, v in results.items()
+                                 if k not in ("summary", "runs")}, args.render.stem)
+        return
     if args.quick:
         args.seeds, args.source_images, args.source_epochs = 2, 12, 1
         args.target_images, args.steps = 12, 3
@@ -233,23 +242,28 @@ def main() -> None:
             runs.append(one_run(row, seed, source, target, args.work, args))
             print(f"{row}, seed {seed}: val {runs[-1]['val_miou']:.2f} "
                   f"({runs[-1]['seconds']:.0f} s)", flush=True)
-    summary = summarize(runs)
     meta = {"command": "python bench/ablation.py" + (" --quick" if args.quick else "")
             + (f" --variant {args.variant}" if args.variant != "paper" else ""),
             "variant": args.variant,
             "date": time.strftime("%Y-%m-%d"), "seeds": args.seeds, "steps": args.steps,
             "source_images": args.source_images, "source_epochs": args.source_epochs,
             "target_images": args.target_images, "source_s": source_s,
-            "total_s": time.perf_counter() - began, "machine": common.machine()}
+            "total_s": time.perf_counter() - began, "machine": common.machine(),
+            "rows": args.rows}
+    name = "ablation" + ("-quick" if args.quick else "") + (
+        f"-{args.variant}" if args.variant != "paper" else "")
+    report(runs, meta, name)
+
+
+def report(runs: list[dict[str, Any]], meta: dict[str, Any], name: str) -> None:
+    """Print the table, write the results file, and (a full run of sera as built) the doc."""
+    summary = summarize(runs)
     common.print_table("SERA ablation (val / testA / testB mIoU, mean ± std over seeds)",
                        ["row", *SPLITS, "gate gap", "s"],
                        [[e["row"], *(f"{e[s][0]:.1f} ± {e[s][1]:.1f}" for s in SPLITS),
                          f"{e['gate_spread']:.1f}", f"{e['seconds']:.0f}"] for e in summary])
-    name = "ablation" + ("-quick" if args.quick else "") + (
-        f"-{args.variant}" if args.variant != "paper" else "")
-    common.write_results(name,
-                         {**meta, "summary": summary, "runs": runs})
-    if not args.quick and args.variant == "paper" and not args.rows:
+    common.write_results(name, {**meta, "summary": summary, "runs": runs})
+    if name == "ablation" and not meta.get("rows"):
         write_doc(markdown(summary, meta))
 
 
