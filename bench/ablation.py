@@ -105,8 +105,23 @@ def live_experts(trainer: Trainer, std: float = 0.02) -> None:
                         nn.init.normal_(layer.weight, std=std)
 
 
-VARIANTS: dict[str, Callable[[Trainer], None] | None] = {"paper": None,
-                                                         "live-experts": live_experts}
+def fast_experts(trainer: Trainer, mult: float = 10.0) -> None:
+    """Investigation variant: the experts and routers learn at ``mult`` times the rate of the
+    other new modules, to test whether they are too slow to leave the identity in a short run."""
+    from sera_cli.model.routing import RoutedExperts
+
+    moved = {id(p): p for stage in trainer.model.modules() if isinstance(stage, RoutedExperts)
+             for p in stage.parameters() if p.requires_grad}
+    new = trainer.optimizer.param_groups[0]
+    new["params"] = [p for p in new["params"] if id(p) not in moved]
+    trainer.optimizer.add_param_group({**{k: v for k, v in new.items() if k != "params"},
+                                       "params": list(moved.values()),
+                                       "lr": new["lr"] * mult})
+    trainer.base_lrs = [*trainer.base_lrs, trainer.base_lrs[0] * mult]
+
+
+VARIANTS: dict[str, Callable[[Trainer], None] | None] = {
+    "paper": None, "live-experts": live_experts, "fast-experts": fast_experts}
 
 
 def gate_spread(routing: dict[str, Any]) -> dict[str, float]:
@@ -213,7 +228,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="training steps on the target")
     parser.add_argument("--rows", default="", help="comma-separated row numbers (default all)")
     parser.add_argument("--variant", choices=list(VARIANTS), default="paper",
-                        help="paper: sera as built; live-experts: an investigation (below)")
+                        help="paper: sera as built; live-experts, fast-experts: investigations")
     parser.add_argument("--work", type=Path, default=Path(".bench-ablation"))
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, to check that it runs; writes no docs")
