@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sera_cli.errors import SeraError
 from sera_cli.runs import atomic
 from sera_cli.runs.atomic import atomic_write
 
@@ -38,3 +39,48 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(
         atomic_write(target, b"new")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_the_new_bytes_go_through_a_hidden_temporary_beside_the_target(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beside it, so the rename stays on one file system; hidden and named `.NAME.*.tmp`, so a
+    listing does not show it and a leftover is recognisable."""
+    renames: list[tuple[Path, Path]] = []
+    replace = os.replace
+
+    def record(src: str, dst: Path) -> None:
+        renames.append((Path(src), Path(dst)))
+        assert Path(src).read_bytes() == b"new"
+        replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", record)
+    target = tmp_path / "runs" / "config.json"
+    atomic_write(target, b"new")
+    [(src, dst)] = renames
+    assert dst == target and src.parent == target.parent
+    assert src.name.startswith(".config.json.") and src.name.endswith(".tmp")
+    assert target.read_bytes() == b"new" and not src.exists()
+
+
+def test_a_folder_that_cannot_be_made_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where the folder should be")
+    target = tmp_path / "taken" / "config.json"
+    with pytest.raises(SeraError) as caught:
+        atomic_write(target, "{}")
+    assert str(caught.value) == (
+        f"cannot write {target}: File exists; its previous version, if any, is unchanged: "
+        "free disk space or choose a writable folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_a_failed_write_names_the_reason_and_removes_the_temporary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    target = tmp_path / "model.safetensors"
+    with pytest.raises(SeraError, match=r"^cannot write .*model\.safetensors: No space "
+                                                r"left on device; its previous version"):
+        atomic_write(target, b"new")
+    assert list(tmp_path.iterdir()) == []
