@@ -98,6 +98,20 @@ def trained_run(synth_data_root: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="session")
+def saved_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained sera-tiny model written by `save_run` (config.json, model.safetensors): the
+    files of a run folder at a fraction of `trained_run`'s cost, for tests that read or damage
+    them. Session-scoped and read-only: tests that change files must copy it first."""
+    from sera_cli.model.sera import build_model
+    from sera_cli.runs.checkpoints import save_run
+
+    registry = _builtin_registry()
+    torch.manual_seed(0)
+    return save_run(tmp_path_factory.mktemp("runs") / "saved",
+                    build_model(preset("sera-tiny"), registry), registry)
+
+
+@pytest.fixture(scope="session")
 def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Image files by kind: "ok", bad ones (missing, directory, text, truncated, empty, bomb,
     huge) and valid but unusual ones (16bit, rgba, cmyk, anim, one). Read-only."""

@@ -14,9 +14,9 @@ import pytest
 from helpers import fails, sera
 
 
-def _broken_run(trained_run: Path, tmp_path: Path, damage: str) -> Path:
+def _broken_run(saved_run: Path, tmp_path: Path, damage: str) -> Path:
     run = tmp_path / f"run-{damage}"
-    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("checkpoints"))
+    shutil.copytree(saved_run, run)
     weights, config_path = run / "model.safetensors", run / "config.json"
     config = json.loads(config_path.read_text())
     if damage == "missing weights":
@@ -65,9 +65,9 @@ BAD_RUNS = [
 
 
 @pytest.mark.parametrize("damage,culprits", BAD_RUNS, ids=[d for d, _ in BAD_RUNS])
-def test_broken_checkpoint_is_named(trained_run: Path, images: dict[str, Path], tmp_path: Path,
+def test_broken_checkpoint_is_named(saved_run: Path, images: dict[str, Path], tmp_path: Path,
                                     damage: str, culprits: list[str]) -> None:
-    run = _broken_run(trained_run, tmp_path, damage)
+    run = _broken_run(saved_run, tmp_path, damage)
     result = sera("predict", images["ok"], "red one", "--checkpoint", run,
                   "--out", tmp_path / "m.png")
     fails(result, str(run), *culprits)

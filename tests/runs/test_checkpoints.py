@@ -107,7 +107,7 @@ def test_missing_run_folder(tmp_path: Path) -> None:
         load_run(tmp_path / "nope")
 
 
-def test_a_run_written_with_the_old_key_names_still_loads(trained_run: Path,
+def test_a_run_written_with_the_old_key_names_still_loads(saved_run: Path,
                                                           tmp_path: Path) -> None:
     """sera 0.1 wrote fusion_experts, fusion_router, top_k and loss.z/balance/assignment."""
     import shutil
@@ -116,7 +116,7 @@ def test_a_run_written_with_the_old_key_names_still_loads(trained_run: Path,
     from sera_cli.runs.checkpoints import load_run
 
     run = tmp_path / "old"
-    shutil.copytree(trained_run, run)
+    shutil.copytree(saved_run, run)
     config = json.loads((run / "config.json").read_text())
     model = config["model"]
     model["fusion_experts"], model["fusion_router"] = model.pop("experts"), model.pop("router")
@@ -125,5 +125,5 @@ def test_a_run_written_with_the_old_key_names_still_loads(trained_run: Path,
     (run / "config.json").write_text(json.dumps(config))
     with pytest.warns(RenamedKeyWarning, match="'fusion_experts' is read as 'experts'"):
         loaded, _ = load_run(run)
-    fresh, _ = load_run(trained_run)
+    fresh, _ = load_run(saved_run)
     assert loaded.cfg == fresh.cfg
