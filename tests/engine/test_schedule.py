@@ -1,16 +1,18 @@
-"""The learning-rate schedules at named steps, and the optimizer's groups."""
+"""The learning-rate schedules at named steps, each epoch's batches, and the optimizer's groups
+(the trainer that uses them: test_optimizer_steps.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from helpers import make_trainer
 
-from sera_cli.config import TrainConfig
-from sera_cli.engine.schedule import lr_factor
+from sera_cli.config import ModelConfig, TrainConfig
+from sera_cli.engine.schedule import epoch_batches, lr_factor, optimizer_groups
+from sera_cli.model.sera import build_model
+from sera_cli.registry import Registry
 
 
 def test_cosine_schedule_at_named_steps() -> None:
@@ -35,40 +37,39 @@ def test_step_schedule_and_constant() -> None:
     assert lr_factor(TrainConfig(schedule="constant"), 7, 10) == 1.0
 
 
-def test_optimizer_groups_take_the_backbone_multiplier_and_weight_decay(
-        tmp_path: Path, synth_data_root: Path) -> None:
-    trainer = make_trainer(tmp_path / "run", synth_data_root, lr=2e-3, backbone_lr_mult=0.25,
-                           weight_decay=0.01, max_steps=1)
-    new, backbone = trainer.optimizer.param_groups
-    backbone_ids = {id(p) for name, p in trainer.model.named_parameters()
-                    if name.startswith(("vision.dinov2.", "text.tower."))}
-    assert {id(p) for p in backbone["params"]} == backbone_ids
-    assert not {id(p) for p in new["params"]} & backbone_ids
+def test_a_run_of_no_steps_and_the_last_step() -> None:
+    cosine, step = TrainConfig(schedule="cosine", warmup_steps=0), TrainConfig(schedule="step")
+    assert lr_factor(cosine, 1, 1) == pytest.approx(0.0)  # progress 1: the end of the cosine
+    assert lr_factor(cosine, 1, 0) == pytest.approx(0.0)  # no steps counts as one
+    assert lr_factor(step, 0, 0) == 1.0
+
+
+def test_each_epoch_deals_one_permutation_round_robin_in_full_batches() -> None:
+    n, batch, steps, seed, epoch = 11, 2, 2, 3, 4
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    ranks = [epoch_batches(n, batch, steps, seed, epoch, rank, 2) for rank in (0, 1)]
+    for rank, batches in enumerate(ranks):
+        dealt = order[rank::2].tolist()  # rank 0 takes items 0, 2, 4 ... of the permutation
+        assert batches == [dealt[0:2], dealt[2:4]]  # two full batches; the rest waits
+    assert epoch_batches(n, batch, steps, seed, epoch, 0, 2) == ranks[0]  # a resume replays it
+    assert epoch_batches(n, batch, steps, seed, epoch + 1, 0, 2) != ranks[0]
+    assert epoch_batches(n, batch, steps, seed + 1, epoch, 0, 2) != ranks[0]
+    single = epoch_batches(n, 5, 2, seed, epoch, 0, 1)
+    assert single == [order[0:5].tolist(), order[5:10].tolist()]
+
+
+def test_optimizer_groups_split_new_modules_from_tuned_backbone_parameters(
+        tiny_cfg: ModelConfig, builtin_registry: Registry) -> None:
+    model = build_model(dataclasses.replace(tiny_cfg, tune="bias-ln"), builtin_registry)
+    new, backbone = optimizer_groups(model, TrainConfig(lr=2e-3, backbone_lr_mult=0.25))
+    assert set(new) == set(backbone) == {"params", "lr"}
     assert (new["lr"], backbone["lr"]) == (2e-3, 2e-3 * 0.25)
-    assert new["weight_decay"] == backbone["weight_decay"] == 0.01
-    trainer.cfg.warmup_steps = 0
-    trainer._train_step(next(iter(trainer._batches())))
-    factor = lr_factor(trainer.cfg, 0, trainer.total_steps)
-    assert backbone["lr"] == pytest.approx(2e-3 * 0.25 * factor)
-
-
-def test_gradient_clipping_bounds_the_step(tmp_path: Path, synth_data_root: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[float] = []
-    original = torch.nn.utils.clip_grad_norm_
-
-    def record(params, max_norm, *args, **kwargs):  # type: ignore[no-untyped-def]
-        params = list(params)
-        norm = original(params, max_norm, *args, **kwargs)
-        seen.append(float(torch.linalg.vector_norm(torch.stack(
-            [p.grad.norm() for p in params if p.grad is not None]))))
-        return norm
-
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", record)
-    trainer = make_trainer(tmp_path / "run", synth_data_root, grad_clip=1e-3, max_steps=1)
-    trainer._train_step(next(iter(trainer._batches())))
-    assert seen == [pytest.approx(1e-3, rel=1e-3)]
-    unclipped = make_trainer(tmp_path / "free", synth_data_root, grad_clip=0.0, max_steps=1)
-    seen.clear()
-    unclipped._train_step(next(iter(unclipped._batches())))
-    assert seen == []
+    params = dict(model.named_parameters())
+    by_id = {id(p): name for name, p in params.items()}
+    new_names = [by_id[id(p)] for p in new["params"]]
+    backbone_names = [by_id[id(p)] for p in backbone["params"]]
+    in_backbone = ("vision.dinov2.", "text.tower.")
+    assert new_names == [n for n, p in params.items() if not n.startswith(in_backbone)]
+    assert backbone_names == [n for n, p in params.items()
+                              if n.startswith(in_backbone) and p.requires_grad]
+    assert backbone_names and len(backbone_names) < sum(n.startswith(in_backbone) for n in params)
