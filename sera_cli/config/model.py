@@ -139,6 +139,9 @@ class ModelConfig:
         if self.text.context_length < 3:
             raise SeraError(f"--context-length {self.text.context_length} is too short: it needs "
                             "room for start, one token and end of text")
+        if self.vision.patch_size < 1 or self.image_size < 1:
+            raise SeraError(f"image_size {self.image_size} and patch_size "
+                            f"{self.vision.patch_size} must both be positive")
         if self.image_size % self.vision.patch_size:
             raise SeraError(f"image_size {self.image_size} is not a multiple of the patch size "
                             f"{self.vision.patch_size}")

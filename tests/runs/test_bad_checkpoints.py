@@ -29,6 +29,8 @@ def _broken_run(saved_run: Path, tmp_path: Path, damage: str) -> Path:
         config["format_version"] = 99
     elif damage == "malformed model section":
         config["model"]["fusion_dim"] = "wide"
+    elif damage == "zero patch size":
+        config["model"]["vision"]["patch_size"] = 0
     elif damage == "wrong shape":
         from safetensors.torch import load_file, save_file
 
@@ -46,8 +48,8 @@ def _broken_run(saved_run: Path, tmp_path: Path, damage: str) -> Path:
             config["model"][key] = name
             config["plugins"][f"router {name}"] = {
                 "plugin": "hashrouter", "distribution": "sera-hash-router", "version": "1.0"}
-    if damage in ("newer format", "malformed model section", "expert not installed",
-                  "router not installed"):
+    if damage in ("newer format", "malformed model section", "zero patch size",
+                  "expert not installed", "router not installed"):
         config_path.write_text(json.dumps(config))
     return run
 
@@ -58,6 +60,7 @@ BAD_RUNS = [
     ("config not json", ["config.json", "not valid JSON"]),
     ("newer format", ["config.json", "format version 99", "upgrade sera"]),
     ("malformed model section", ["config.json", "'model.fusion_dim' must be a whole number"]),
+    ("zero patch size", ["config.json", "patch_size 0 must both be positive"]),
     ("wrong shape", ["fusion.experts.0.project.weight", "has shape (1, "]),
     ("expert not installed", ["fusion expert 'warp'", "pip install sera-warp-experts"]),
     ("router not installed", ["router 'hash'", "pip install sera-hash-router"]),
