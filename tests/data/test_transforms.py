@@ -119,3 +119,97 @@ def test_jittered_letterbox_keeps_the_whole_mask() -> None:
         rows = slice(lb.pad_top, lb.pad_top + lb.new_h)
         assert boxed[rows, lb.pad_left].all()  # the border column made it in, whole
         assert not boxed[:, : lb.pad_left].any() and not boxed[: lb.pad_top].any()
+
+
+@pytest.mark.parametrize(("w", "h", "size"), [(0, 5, 4), (5, 0, 4), (5, 5, 0), (-1, 5, 4)])
+def test_letterbox_refuses_any_one_non_positive_size(w: int, h: int, size: int) -> None:
+    with pytest.raises(ValueError) as caught:
+        Letterbox.fit(w, h, size)
+    assert str(caught.value) == f"letterbox needs positive sizes, got {w}x{h} into {size}"
+
+
+def test_an_extreme_aspect_ratio_keeps_one_pixel_on_its_short_side() -> None:
+    # 1000 x 1 into 100: the short side rounds to 0.1 pixel, and is kept at 1, not more
+    wide = Letterbox.fit(1000, 1, 100)
+    assert (wide.new_w, wide.new_h, wide.pad_left, wide.pad_top) == (100, 1, 0, 49)
+    tall = Letterbox.fit(1, 1000, 100)
+    assert (tall.new_w, tall.new_h, tall.pad_left, tall.pad_top) == (1, 100, 49, 0)
+
+
+def test_shift_places_the_content_horizontally_then_vertically() -> None:
+    # content 10 x 20 in 40: 30 free columns, 20 free rows
+    lb = Letterbox.fit(10, 20, 40, shrink=0.5, shift=(0.25, 1.0))
+    assert (lb.new_w, lb.new_h, lb.pad_left, lb.pad_top) == (10, 20, 7, 20)
+
+
+def test_letterbox_image_takes_a_given_placement_and_refuses_one_of_another_image() -> None:
+    img = Image.new("RGB", (8, 4), (255, 255, 255))
+    lb = Letterbox.fit(8, 4, 16, shrink=0.5, shift=(0.0, 1.0))  # 8 x 4 at the bottom left
+    arr, used = letterbox_image(img, 16, lb=lb)
+    assert used is lb
+    assert np.allclose(arr[12:, :8], 1.0) and np.allclose(arr[:12], CLIP_MEAN)
+    assert np.allclose(arr[:, 8:], CLIP_MEAN)
+    for other, size in [(Image.new("RGB", (9, 4)), 16), (img, 32)]:
+        with pytest.raises(ValueError) as caught:
+            letterbox_image(other, size, lb=lb)
+        assert str(caught.value) == (
+            "letterbox Letterbox(size=16, orig_w=8, orig_h=4, new_w=8, new_h=4, pad_left=0, "
+            f"pad_top=12) does not fit a {other.width}x{other.height} image")
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
+def test_letterbox_image_makes_any_mode_three_channel_rgb(mode: str) -> None:
+    img = Image.new("RGB", (5, 4), (102, 102, 102)).convert(mode)  # grey 0.4 in every mode
+    arr, _ = letterbox_image(img, 5)
+    assert arr.shape == (5, 5, 3)
+    assert np.allclose(arr[:4], 0.4) and np.allclose(arr[4:], CLIP_MEAN)
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.int32])
+def test_letterbox_mask_keeps_the_mask_dtype(dtype: type) -> None:
+    mask = np.ones((3, 4), dtype)
+    boxed = letterbox_mask(mask, Letterbox.fit(4, 3, 8))
+    assert boxed.dtype == dtype
+    assert boxed.sum() == 8 * 6 and not boxed[0].any() and not boxed[7].any()
+
+
+def test_letterbox_mask_refuses_a_mask_of_another_shape_naming_both() -> None:
+    with pytest.raises(ValueError) as caught:
+        letterbox_mask(np.ones((4, 3), bool), Letterbox.fit(4, 3, 8))
+    assert str(caught.value) == "mask shape (4, 3) differs from letterbox 3x4"
+
+
+@pytest.mark.parametrize(("mean", "std"), [((0.5,) * 3, (0.5,) * 2), ((0.5,) * 2, (0.5,) * 3)])
+def test_normalize_refuses_mean_or_std_of_another_length_alone(
+        mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError) as caught:
+        normalize(torch.zeros(3, 2, 2), mean, std)
+    assert str(caught.value) == f"mean/std have {len(mean)}/{len(std)} values for 3 channels"
+
+
+@pytest.mark.parametrize("std", [(0.5, 0.0, 0.5), (0.5, 0.5, -0.5)])
+def test_normalize_refuses_a_zero_or_negative_std(std: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError) as caught:
+        normalize(torch.zeros(3, 2, 2), (0.5,) * 3, std)
+    assert str(caught.value) == f"std must be positive, got {list(std)}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_normalize_computes_in_the_image_dtype(dtype: torch.dtype) -> None:
+    """mean and std are taken in the image's dtype: float64 keeps all its digits (float32
+    constants would round 0.1 and 0.3), half precision stays half instead of being promoted."""
+    image = torch.linspace(0, 1, 12, dtype=dtype).reshape(3, 2, 2)
+    mean, std = (0.1, 0.2, 0.3), (0.3, 0.7, 0.9)
+    expected = ((image - torch.tensor(mean, dtype=dtype).view(-1, 1, 1))
+                / torch.tensor(std, dtype=dtype).view(-1, 1, 1))
+    out = normalize(image, mean, std)
+    assert out.dtype == dtype and torch.equal(out, expected)
+
+
+def test_normalize_follows_the_image_device_not_the_default_device() -> None:
+    # a caller that set another default device (torch.set_default_device) still gets its
+    # image's device: the meta device stands in for an accelerator on a CPU-only machine
+    image = torch.ones(3, 2, 2)
+    with torch.device("meta"):
+        out = normalize(image, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    assert out.device == image.device and torch.equal(out, torch.full((3, 2, 2), 2.0))
