@@ -7,7 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sera_cli.analysis.metrics import MaskScorer, overlap, sample_iou, says_no_target
+from sera_cli.analysis.metrics import (
+    PROTOCOLS,
+    MaskScorer,
+    Sample,
+    overlap,
+    sample_iou,
+    says_no_target,
+)
 
 
 def _masks(h: int, w: int, *boxes: tuple[int, int, int, int]) -> np.ndarray:
@@ -93,3 +100,31 @@ def test_every_protocol_reports_its_keys_in_order_with_and_without_samples(
     scorer.update(np.ones((3, 3), np.float32), np.ones((3, 3), bool))
     full = scorer.result()
     assert list(full) == keys and full["n"] == 1
+
+
+def test_precision_at_an_iou_exactly_x_is_strict_for_cris_only() -> None:
+    """CRIS counts IoU > X; an IoU from its I / (U + 1e-6) never lands exactly on X, so the
+    rule is checked on the IoUs directly: 0.5 and 0.7 exactly."""
+    ious = np.array([0.5, 0.7])
+    cris = PROTOCOLS["cris"].precision(ious)
+    assert cris["prec@0.5"] == 50.0 and cris["prec@0.7"] == 0.0
+    for name in ("sera", "lavt"):
+        inclusive = PROTOCOLS[name].precision(ious)
+        assert inclusive["prec@0.5"] == 100.0 and inclusive["prec@0.7"] == 50.0
+
+
+def test_a_sample_records_whether_the_ground_truth_is_empty_and_the_model_said_so() -> None:
+    gt = _masks(4, 4, (0, 2, 0, 2))  # 4 pixels
+    prob = _masks(4, 4, (0, 1, 0, 2)).astype(np.float32)  # 2 of them
+    empty = np.zeros((4, 4), bool)
+    for name in ("sera", "cris", "lavt"):
+        protocol = PROTOCOLS[name]
+        assert protocol.sample(prob, empty, 0.5, None).no_target is True
+        assert protocol.sample(prob, empty, 0.5, 0.9).said_no_target is True
+        assert protocol.sample(prob, gt, 0.5, None).no_target is False
+        assert protocol.sample(prob, gt, 0.5, 0.1).said_no_target is False
+    assert PROTOCOLS["sera"].sample(prob, gt, 0.5, None) == Sample(2, 4, 0.5, False, False)
+    assert PROTOCOLS["sera"].sample(prob, gt, 0.5, 0.9) == Sample(0, 4, 0.0, False, True)
+    assert PROTOCOLS["sera"].sample(prob, empty, 0.5, 0.9) == Sample(0, 0, 1.0, True, True)
+    assert PROTOCOLS["rela"].sample(prob, gt, 0.5, None) == Sample(2, 4, 0.5, False, False)
+    assert PROTOCOLS["rela"].sample(prob, gt, 0.5, 0.9) == Sample(0, 4, 0.0, False, True)
