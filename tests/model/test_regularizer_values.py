@@ -77,3 +77,13 @@ def test_every_regularizer_reaches_the_loss_with_its_weight() -> None:
 
 def test_cv_squared_is_never_negative_even_about_a_zero_mean() -> None:
     assert cv_squared(torch.tensor([1e-6, -1e-6])).item() > 0
+
+
+def test_one_expert_or_none_has_nothing_to_balance() -> None:
+    """A single entry has no spread: a constant 0, with no graph behind it, whatever the entry
+    (even an overflowed one, whose variance would be NaN)."""
+    load = torch.tensor([3.0], requires_grad=True)
+    zero = cv_squared(load)
+    assert zero.item() == 0.0 and zero.shape == () and not zero.requires_grad
+    assert cv_squared(torch.tensor([float("inf")])).item() == 0.0
+    assert cv_squared(torch.zeros(0)).item() == 0.0
