@@ -125,3 +125,21 @@ def test_unlabelled_router_and_experts_are_named_by_position() -> None:
     with pytest.raises(SeraError) as caught:
         broken(x)
     assert str(caught.value) == "router failed on input (2, 1, 2, 2): ValueError: boom"
+
+
+def test_contributions_of_an_expert_on_every_sample_are_per_sample() -> None:
+    """Expert 0 serves the whole batch (no gather): each sample's contribution still divides
+    its own change by its own norm, not the batch's."""
+    gates = [[0.5, 0.5], [1.0, 0.0], [0.25, 0.75]]
+    experts = [_Affine(2.0), _Affine(-1.0, 1.0)]
+    x = _input()
+    routed = RoutedExperts(experts, _Fixed(gates)).eval()
+    routed(x)
+    g = torch.tensor(gates)
+    norms = x.flatten(1).norm(dim=1)
+    expected = torch.stack([
+        (g[:, e].view(-1, 1, 1, 1) * (x * m.factor + m.shift - x)).flatten(1).norm(dim=1)
+        for e, m in enumerate(experts)], dim=1) / norms[:, None]
+    expected[g == 0] = 0.0
+    torch.testing.assert_close(routed.last_routing.contributions, expected)
+    assert torch.allclose(routed.last_routing.contributions[:, 0], g[:, 0])  # |0.5 x| / |x|
