@@ -100,6 +100,18 @@ def test_the_coordinate_grid_is_built_once_per_size_device_and_dtype() -> None:
     torch.testing.assert_close(double[0, 1, :, 0], torch.linspace(-1, 1, 3, dtype=torch.float64))
 
 
+def test_the_coordinate_grid_follows_the_input_device_not_the_default_device() -> None:
+    # under torch.set_default_device the grid still goes where the input is: the meta device
+    # stands in for an accelerator on a CPU-only machine
+    expert = _live(SpatialExpert(2))
+    x, wider = _x(1, 2, 3, 4), torch.zeros(1, 2, 3, 5)  # made outside: on the CPU
+    expected = expert(x)
+    with torch.device("meta"):
+        grid = expert.grid(wider)  # a new size: built under the default device
+        out = expert(x)
+    assert grid.device == wider.device and out.device == x.device
+    torch.testing.assert_close(out, expected)
+
 def test_fixed_kernels_follow_the_input_dtype() -> None:
     step = torch.zeros(1, 1, 4, 6, dtype=torch.float64)
     step[..., 3:] = 1.0
