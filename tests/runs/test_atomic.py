@@ -84,3 +84,28 @@ def test_a_failed_write_names_the_reason_and_removes_the_temporary(
                                                 r"left on device; its previous version"):
         atomic_write(target, b"new")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_parent_folders_are_made_at_every_level(tmp_path: Path) -> None:
+    target = tmp_path / "runs" / "2024" / "config.json"
+    atomic_write(target, "{}")
+    assert target.read_text() == "{}"
+
+
+def test_ctrl_c_just_after_the_rename_is_still_a_ctrl_c(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal can land between os.replace returning and the end of the write: the temporary
+    is already gone, and cleaning it up must not turn the KeyboardInterrupt into a
+    FileNotFoundError."""
+    replace = os.replace
+
+    def replace_then_interrupt(src: str, dst: Path) -> None:
+        replace(src, dst)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.os, "replace", replace_then_interrupt)
+    target = tmp_path / "config.json"
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
