@@ -14,10 +14,16 @@ from safetensors.torch import load_file, save_file
 
 from sera_cli import __version__
 from sera_cli.config import ModelConfig
-from sera_cli.errors import SeraError
+from sera_cli.errors import RenamedKeyWarning, SeraError
 from sera_cli.model.sera import build_model
 from sera_cli.registry import Registry
-from sera_cli.runs.checkpoints import FORMAT_VERSION, init_from_run, load_run, save_run
+from sera_cli.runs.checkpoints import (
+    FORMAT_VERSION,
+    init_from_run,
+    load_run,
+    read_config,
+    save_run,
+)
 
 
 @pytest.fixture
@@ -95,3 +101,59 @@ def test_init_from_copies_the_heads_unless_told_not_to(
     assert not torch.equal(model.state_dict()[head], theirs[head])
     init_from_run(model, source, registry=builtin_registry)  # heads by default
     assert torch.equal(model.state_dict()[head], theirs[head])
+
+
+def _run_with_config(tmp_path: Path, config: object) -> Path:
+    """A run folder whose config.json holds ``config`` (read_config reads nothing else)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(config))
+    return run
+
+
+def test_a_config_json_that_cannot_be_read_is_named_with_the_reason(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "config.json").mkdir(parents=True)  # read_text: IsADirectoryError, not "missing"
+    with pytest.raises(SeraError) as caught:
+        read_config(run)
+    assert str(caught.value) == f"cannot read {run / 'config.json'}: Is a directory"
+
+
+@pytest.mark.parametrize("config", [[{"model": {}}], {"format_version": 1}, {"model": "sera-b"}],
+                         ids=["not an object", "no model", "model not a table"])
+def test_a_config_without_a_model_section_is_not_a_run_config(tmp_path: Path,
+                                                              config: object) -> None:
+    run = _run_with_config(tmp_path, config)
+    with pytest.raises(SeraError) as caught:
+        read_config(run)
+    assert str(caught.value) == (f"{run / 'config.json'} has no 'model' section: not a sera run "
+                                 "config")
+
+
+@pytest.mark.parametrize("version", [True, False, -1, "1", 1.0, None])
+def test_a_format_version_that_is_not_a_whole_number_from_0_is_refused(
+        tmp_path: Path, version: object) -> None:
+    """A bool is an int to Python, but no sera writes one."""
+    run = _run_with_config(tmp_path, {"format_version": version, "model": {}})
+    with pytest.raises(SeraError) as caught:
+        read_config(run)
+    assert str(caught.value) == (f"{run / 'config.json'} has an invalid format_version "
+                                 f"{version!r}; the file was edited or damaged")
+
+
+@pytest.mark.parametrize("config", [{"model": {}}, {"format_version": 0, "model": {}}],
+                         ids=["no format_version", "format_version 0"])
+def test_a_config_of_format_0_or_none_named_is_read(tmp_path: Path,
+                                                    config: dict[str, object]) -> None:
+    """Runs written before format_version existed."""
+    run = _run_with_config(tmp_path, config)
+    assert read_config(run) == config
+
+
+def test_a_sera_0_1_key_is_read_under_its_new_name_with_one_warning(tmp_path: Path) -> None:
+    run = _run_with_config(tmp_path, {"format_version": 1, "model": {"top_k": 2}})
+    with pytest.warns(RenamedKeyWarning) as caught:
+        config = read_config(run)
+    assert config == {"format_version": 1, "model": {"topk": 2}}
+    assert [str(w.message) for w in caught] == [
+        f"{run / 'config.json'}: 'top_k' is read as 'topk' (their names since sera 0.2)"]
