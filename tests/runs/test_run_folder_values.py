@@ -1,5 +1,6 @@
 """Run folders by value, beyond test_checkpoint_values.py: what `saved_state` keeps by default,
-a loaded run's own keys, the registry a run loads with, the whole one-line message of each
+a loaded run's own keys, the registry, backbone weights and model class a run loads with
+(a full-weights one without its sources), the whole one-line message of each
 refusal (missing plugin, weights file, --init-from), and `init_from_run` on models built directly
 (tests/engine/test_init_from.py goes through the trainer)."""
 
@@ -18,7 +19,7 @@ from safetensors.torch import load_file
 from sera_cli import __version__
 from sera_cli.config import ModelConfig
 from sera_cli.errors import SeraError
-from sera_cli.model.sera import build_model
+from sera_cli.model.sera import SeraModel, build_model
 from sera_cli.registry import Registry, default_registry
 from sera_cli.runs.checkpoints import (
     init_from_run,
@@ -190,3 +191,39 @@ def test_init_from_another_width_or_other_experts_is_refused_by_name(
         "model (another preset or other experts); use --no-init-heads to take the backbones "
         "only")
     assert init_from_run(fewer, saved_run, False, builtin_registry) > 0  # backbones fit
+
+
+def test_a_full_weights_run_is_rebuilt_without_fetching_its_sources(
+        tmp_path: Path, tiny_cfg: ModelConfig, builtin_registry: Registry) -> None:
+    """Its config names a hub DINOv2 and an open_clip tag that do not exist: building from them
+    would fail, so the run must be built randomly and filled from its own file."""
+    model = _bias_ln(tiny_cfg, builtin_registry, text=True)
+    run = save_run(tmp_path / "run", model, builtin_registry, full=True)
+    loaded, config = load_run(run, builtin_registry)
+    assert config["model"]["vision"]["hub_id"] == "pretend/pretrained"  # the file keeps them
+    assert loaded.cfg.vision.hub_id is None and loaded.cfg.text.pretrained is None
+    theirs = load_file(run / "model.safetensors")
+    assert all(torch.equal(v, theirs[k]) for k, v in loaded.state_dict().items())
+
+
+@pytest.mark.parametrize("option", ["vision_weights", "text_weights"])
+def test_a_run_is_built_on_the_backbone_weights_it_is_given(
+        saved_run: Path, tmp_path: Path, builtin_registry: Registry,
+        monkeypatch: pytest.MonkeyPatch, option: str) -> None:
+    """Weights that do not exist are refused by name, so they were used."""
+    monkeypatch.delenv("SERA_VISION_WEIGHTS", raising=False)
+    monkeypatch.delenv("SERA_TEXT_WEIGHTS", raising=False)
+    missing = tmp_path / "no-weights"
+    with pytest.raises(SeraError) as caught:
+        load_run(saved_run, builtin_registry, **{option: str(missing)})
+    flag = "--" + option.replace("_", "-")
+    assert str(caught.value) == f"{flag} points at {missing}, which does not exist"
+
+
+def test_a_run_is_built_as_the_model_class_it_is_given(
+        saved_run: Path, builtin_registry: Registry) -> None:
+    class Tagged(SeraModel):
+        pass
+
+    model, _ = load_run(saved_run, builtin_registry, model_cls=Tagged)
+    assert type(model) is Tagged
