@@ -113,10 +113,13 @@ def _run_with_config(tmp_path: Path, config: object) -> Path:
 
 def test_a_config_json_that_cannot_be_read_is_named_with_the_reason(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    (run / "config.json").mkdir(parents=True)  # read_text: IsADirectoryError, not "missing"
+    (run / "config.json").mkdir(parents=True)  # an OSError other than FileNotFoundError
+    with pytest.raises(OSError) as reason:
+        (run / "config.json").read_text()
+    assert reason.value.strerror  # "Is a directory" on Linux and macOS
     with pytest.raises(SeraError) as caught:
         read_config(run)
-    assert str(caught.value) == f"cannot read {run / 'config.json'}: Is a directory"
+    assert str(caught.value) == f"cannot read {run / 'config.json'}: {reason.value.strerror}"
 
 
 @pytest.mark.parametrize("config", [[{"model": {}}], {"format_version": 1}, {"model": "sera-b"}],
