@@ -41,6 +41,18 @@ def _input(b: int = 3, c: int = 3) -> torch.Tensor:
     return torch.arange(1.0, 1.0 + b * c * 4).reshape(b, c, 2, 2) / 10
 
 
+def _expected_contributions(x: torch.Tensor, gates: list[list[float]],
+                            experts: list[_Affine]) -> torch.Tensor:
+    """||gate * (expert(x) - x)|| / ||x|| per sample and expert, 0 where the gate is 0."""
+    g = torch.tensor(gates)
+    norms = x.flatten(1).norm(dim=1)
+    expected = torch.stack([
+        (g[:, e].view(-1, 1, 1, 1) * (x * m.factor + m.shift - x)).flatten(1).norm(dim=1)
+        for e, m in enumerate(experts)], dim=1) / norms[:, None]
+    expected[g == 0] = 0.0
+    return expected
+
+
 def _mixture(x: torch.Tensor, gates: list[list[float]], experts: list[_Affine]) -> torch.Tensor:
     g = torch.tensor(gates)
     return sum(g[:, e].view(-1, 1, 1, 1) * (x * m.factor + m.shift)
@@ -90,12 +102,7 @@ def test_the_routing_is_kept_and_contributions_are_measured_outside_training() -
     routed(x)
     routing = routed.last_routing
     assert torch.equal(routing.gates, torch.tensor(gates))
-    g = torch.tensor(gates)
-    norms = x.flatten(1).norm(dim=1)
-    expected = torch.stack([
-        (g[:, e].view(-1, 1, 1, 1) * (x * m.factor + m.shift - x)).flatten(1).norm(dim=1)
-        for e, m in enumerate(experts)], dim=1) / norms[:, None]
-    expected[g == 0] = 0.0
+    expected = _expected_contributions(x, gates, experts)
     assert routing.contributions.dtype == torch.float32
     torch.testing.assert_close(routing.contributions, expected)
 
@@ -135,11 +142,7 @@ def test_contributions_of_an_expert_on_every_sample_are_per_sample() -> None:
     x = _input()
     routed = RoutedExperts(experts, _Fixed(gates)).eval()
     routed(x)
-    g = torch.tensor(gates)
-    norms = x.flatten(1).norm(dim=1)
-    expected = torch.stack([
-        (g[:, e].view(-1, 1, 1, 1) * (x * m.factor + m.shift - x)).flatten(1).norm(dim=1)
-        for e, m in enumerate(experts)], dim=1) / norms[:, None]
-    expected[g == 0] = 0.0
+    expected = _expected_contributions(x, gates, experts)
     torch.testing.assert_close(routed.last_routing.contributions, expected)
-    assert torch.allclose(routed.last_routing.contributions[:, 0], g[:, 0])  # |0.5 x| / |x|
+    # expert 0 doubles x: its change is x, so its contribution is its gate, |g x| / |x|
+    assert torch.allclose(routed.last_routing.contributions[:, 0], torch.tensor(gates)[:, 0])

@@ -112,6 +112,7 @@ def test_the_coordinate_grid_follows_the_input_device_not_the_default_device() -
     assert grid.device == wider.device and out.device == x.device
     torch.testing.assert_close(out, expected)
 
+
 def test_fixed_kernels_follow_the_input_dtype() -> None:
     step = torch.zeros(1, 1, 4, 6, dtype=torch.float64)
     step[..., 3:] = 1.0
