@@ -9,10 +9,14 @@ with it, and a user's text must not be able to smuggle the special tokens in. op
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
+import sys
 import unicodedata
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from sera_cli.errors import SeraError
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
 SOT_ID = 49406
 EOT_ID = 49407
 # The tokenizer turns these literal strings into the special ids; case-insensitively.
+_PRIVATE_TOKENIZER = "_sera_open_clip_tokenizer"
 _SPECIAL_TEXT = re.compile(r"<\s*(start|end)_of_text\s*>", re.IGNORECASE)
 _warned_cut = False
 
@@ -31,9 +36,35 @@ _warned_cut = False
 @functools.lru_cache(maxsize=1)
 def _tokenizer() -> SimpleTokenizer:
     """One tokenizer per process: building it parses the 49k-merge BPE file (~0.3 s)."""
-    from open_clip.tokenizer import SimpleTokenizer
+    return _tokenizer_module().SimpleTokenizer()
 
-    return SimpleTokenizer()
+
+def _tokenizer_module() -> ModuleType:
+    """open_clip's ``tokenizer`` module (its code and BPE file), without the package.
+
+    ``import open_clip.tokenizer`` runs the package's ``__init__``, which imports every model,
+    torchvision and ``torch._dynamo``: seconds of a cold `sera predict` for a module that needs
+    none of them. The file imports nothing from its package, so it is loaded on its own, under
+    a private name; where open_clip is imported already, its own copy is used."""
+    if "open_clip.tokenizer" in sys.modules:
+        return sys.modules["open_clip.tokenizer"]
+    if _PRIVATE_TOKENIZER in sys.modules:
+        return sys.modules[_PRIVATE_TOKENIZER]
+    package = importlib.util.find_spec("open_clip")  # finds, does not import
+    if package is None or not package.submodule_search_locations:
+        raise SeraError("open_clip is not installed: pip install open_clip_torch")
+    path = Path(next(iter(package.submodule_search_locations))) / "tokenizer.py"
+    spec = importlib.util.spec_from_file_location(_PRIVATE_TOKENIZER, path)
+    if spec is None or spec.loader is None:
+        raise SeraError(f"cannot load open_clip's tokenizer from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_PRIVATE_TOKENIZER] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[_PRIVATE_TOKENIZER]
+        raise
+    return module
 
 
 def clean_expression(text: str) -> str:

@@ -166,8 +166,24 @@ def build_dinov2(cfg: VisionConfig, image_size: int, weights: str | None = None)
 
 
 def num_prefix_tokens(model: nn.Module) -> int:
-    """CLS plus register tokens: dropped when tokens become a spatial grid."""
-    return 1 + int(getattr(model.config, "num_register_tokens", 0) or 0)
+    """CLS plus register tokens: dropped when tokens become a spatial grid. Read from the
+    tensors, so that it holds for transformers' classes and ``towers.PlainDinov2`` alike."""
+    registers = getattr(model.embeddings, "register_tokens", None)
+    return 1 + (0 if registers is None else registers.shape[1])
+
+
+def patch_size(model: nn.Module) -> int:
+    """The side of a DINOv2 patch, from its patch-embedding convolution."""
+    return int(model.embeddings.patch_embeddings.projection.kernel_size[0])
+
+
+def _open_clip_tower(cfg: TextConfig) -> nn.Module:
+    from open_clip.transformer import QuickGELU, TextTransformer
+
+    act = QuickGELU if cfg.quick_gelu else nn.GELU
+    return TextTransformer(context_length=cfg.context_length, vocab_size=cfg.vocab_size,
+                           width=cfg.width, heads=cfg.heads, layers=cfg.layers,
+                           output_dim=cfg.output_dim, act_layer=act)
 
 
 class ClipText(nn.Module):
@@ -177,14 +193,11 @@ class ClipText(nn.Module):
     end-of-text token through the text projection (B, D), and the padding mask (B, L).
     """
 
-    def __init__(self, cfg: TextConfig) -> None:
+    def __init__(self, cfg: TextConfig, tower: nn.Module | None = None) -> None:
+        """``tower``: open_clip's TextTransformer built from ``cfg`` when None, else a module
+        with its parts (``towers.PlainTextTransformer``)."""
         super().__init__()
-        from open_clip.transformer import QuickGELU, TextTransformer
-
-        act = QuickGELU if cfg.quick_gelu else nn.GELU
-        self.tower = TextTransformer(context_length=cfg.context_length, vocab_size=cfg.vocab_size,
-                                     width=cfg.width, heads=cfg.heads, layers=cfg.layers,
-                                     output_dim=cfg.output_dim, act_layer=act)
+        self.tower = tower if tower is not None else _open_clip_tower(cfg)
         self.cfg = cfg
 
     @property

@@ -25,6 +25,7 @@ from sera_cli.model.no_target import NoTargetHead
 from sera_cli.model.peft import apply_tuning
 from sera_cli.model.projector import Projector
 from sera_cli.model.routing import RoutedExperts, Routing
+from sera_cli.model.towers import PlainDinov2, PlainTextTransformer
 from sera_cli.model.vision import AdaptedDinov2
 from sera_cli.registry import Registry, default_registry
 
@@ -92,14 +93,23 @@ def resolve_plugins(cfg: ModelConfig, registry: Registry) -> tuple[list, list, A
 
 def build_model(cfg: ModelConfig, registry: Registry | None = None,
                 vision_weights: str | None = None, text_weights: str | None = None,
-                model_cls: type[SeraModel] | None = None) -> SeraModel:
+                model_cls: type[SeraModel] | None = None,
+                plain_backbones: bool = False) -> SeraModel:
     """Build SERA from a config, resolving every expert and router by name in the registry.
     ``model_cls`` is a SeraModel subclass to build instead (the hub-aware one of
-    ``sera_cli.runs.pretrained``, which this layer cannot import)."""
+    ``sera_cli.runs.pretrained``, which this layer cannot import). ``plain_backbones``: a
+    backbone that takes no pretrained weights is built from ``towers`` (uninitialized, for a
+    caller that loads a whole state dict next) rather than from transformers or open_clip."""
     registry = registry or default_registry()
     adapter_specs, fusion_specs, adapter_router, fusion_router = resolve_plugins(cfg, registry)
-    text = build_clip_text(cfg.text, text_weights)
-    dinov2 = build_dinov2(cfg.vision, cfg.image_size, vision_weights)
+    if plain_backbones and text_weights is None and cfg.text.pretrained is None:
+        text = ClipText(cfg.text, PlainTextTransformer(cfg.text))
+    else:
+        text = build_clip_text(cfg.text, text_weights)
+    if plain_backbones and vision_weights is None and cfg.vision.hub_id is None:
+        dinov2 = PlainDinov2(cfg.vision, cfg.image_size)
+    else:
+        dinov2 = build_dinov2(cfg.vision, cfg.image_size, vision_weights)
     adapters = {
         block: SeraAdapter(cfg.vision.hidden_size, cfg.adapter_dim, cfg.text.width,
                            build_routed(adapter_specs, adapter_router, cfg.adapter_dim,

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from sera_cli.model.adapter import SeraAdapter
-from sera_cli.model.backbones import num_prefix_tokens
+from sera_cli.model.backbones import num_prefix_tokens, patch_size
 
 
 class AdaptedDinov2(nn.Module):
@@ -21,6 +21,7 @@ class AdaptedDinov2(nn.Module):
         self.scale = scale
         self.neck_blocks = list(neck_blocks)
         self.prefix = num_prefix_tokens(dinov2)
+        self.patch = patch_size(dinov2)
         self._mid: dict[int, torch.Tensor] = {}
         for index in adapters:
             layer = dinov2.encoder.layer[index - 1]
@@ -39,8 +40,7 @@ class AdaptedDinov2(nn.Module):
 
     def forward(self, pixels: torch.Tensor, words: torch.Tensor,
                 pad_mask: torch.Tensor) -> list[torch.Tensor]:
-        patch = self.dinov2.config.patch_size
-        hw = (pixels.shape[-2] // patch, pixels.shape[-1] // patch)
+        hw = (pixels.shape[-2] // self.patch, pixels.shape[-1] // self.patch)
         x = self.dinov2.embeddings(pixels)  # (B, P + N, W)
         maps = []
         for index, layer in enumerate(self.dinov2.encoder.layer, start=1):

@@ -207,7 +207,10 @@ def load_run(run_dir: str | Path, registry: Any = None, vision_weights: str | No
     cfg = ModelConfig.from_dict(config["model"])
     if config.get("full_weights"):  # everything is in the file: do not fetch pretrained weights
         cfg.vision.hub_id, cfg.text.pretrained = None, None
-    model = build_model(cfg, registry, vision_weights, text_weights, model_cls)
+    # Every tensor comes from the file (or the weights given): plain backbones need no
+    # transformers or open_clip import, which is most of a cold `sera predict`.
+    model = build_model(cfg, registry, vision_weights, text_weights, model_cls,
+                        plain_backbones=True)
     load_into(model, state, run / weights_file)
     model.eval()
     return model, config
