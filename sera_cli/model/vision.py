@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -25,13 +27,12 @@ class AdaptedDinov2(nn.Module):
         self._mid: dict[int, torch.Tensor] = {}
         for index in adapters:
             layer = dinov2.encoder.layer[index - 1]
-            layer.norm2.register_forward_pre_hook(self._tap(index))
+            # a partial of a bound method, not a closure: copy.deepcopy rebinds it to the copy
+            # (an EMA or SWA copy of the model), where a closure would feed the original
+            layer.norm2.register_forward_pre_hook(functools.partial(self._keep_mid, index))
 
-    def _tap(self, index: int):  # type: ignore[no-untyped-def]
-        def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            self._mid[index] = args[0]  # the post-attention state x that feeds LN -> MLP
-
-        return hook
+    def _keep_mid(self, index: int, _module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        self._mid[index] = args[0]  # the post-attention state x that feeds LN -> MLP
 
     def _grid(self, tokens: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         patches = tokens[:, self.prefix:]  # drop CLS and register tokens

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -173,3 +174,20 @@ def test_sample_conv3x3_is_a_conv_with_each_samples_own_kernel() -> None:
     expected = torch.cat([F.conv2d(x[i:i + 1], weight[i].reshape(1, 5, 3, 3), bias[i:i + 1],
                                    padding=1) for i in range(3)])
     assert torch.allclose(sample_conv3x3(x, weight, bias), expected, atol=1e-5)
+
+
+def test_a_deep_copy_runs_on_its_own(tiny_cfg: ModelConfig, builtin_registry: Registry) -> None:
+    """copy.deepcopy (what EMA and SWA wrappers do) gives a model whose adapters read its own
+    blocks: the same outputs, and the original's after its weights change."""
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg, builtin_registry).eval()
+    twin = copy.deepcopy(model)
+    pixels = torch.randn(2, 3, 128, 128)
+    ids = torch.tensor([[49406, 518, 736, 49407] + [0] * 13] * 2)
+    with torch.no_grad():
+        before = model(pixels, ids).logits
+        assert torch.equal(twin(pixels, ids).logits, before)
+        for p in model.vision.adapters.parameters():
+            p.add_(0.5)
+        assert torch.equal(twin(pixels, ids).logits, before)
+        assert not torch.equal(model(pixels, ids).logits, before)
