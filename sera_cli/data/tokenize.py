@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 SOT_ID = 49406
 EOT_ID = 49407
+_PRIVATE_TOKENIZER = "_sera_open_clip_tokenizer"  # sys.modules name of the file loaded alone
 # The tokenizer turns these literal strings into the special ids; case-insensitively.
-_PRIVATE_TOKENIZER = "_sera_open_clip_tokenizer"
 _SPECIAL_TEXT = re.compile(r"<\s*(start|end)_of_text\s*>", re.IGNORECASE)
 _warned_cut = False
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from sera_cli.config import ModelConfig, TextConfig, VisionConfig
 from sera_cli.errors import SeraError
+from sera_cli.model.towers import PlainDinov2, PlainTextTransformer
 from sera_cli.model.weights import (
     ENV_TEXT,
     ENV_VISION,
@@ -144,9 +145,14 @@ def _refuse_partial(info: dict[str, Any], label: str, class_name: str) -> None:
         raise SeraError(f"{label}: {' '.join(str(info['error_msgs'][0]).split())}")
 
 
-def build_dinov2(cfg: VisionConfig, image_size: int, weights: str | None = None) -> nn.Module:
+def build_dinov2(cfg: VisionConfig, image_size: int, weights: str | None = None,
+                 plain: bool = False) -> nn.Module:
     """A DINOv2 model: random init when the config names no weights, else pretrained weights of
-    exactly the configured architecture (refused in one line otherwise)."""
+    exactly the configured architecture (refused in one line otherwise). ``plain``: with no
+    weights, ``towers.PlainDinov2`` (uninitialized, for a caller that loads a state dict next)
+    instead of the transformers class."""
+    if weights is None and cfg.hub_id is None and plain:
+        return PlainDinov2(cfg, image_size)
     config_cls, model_cls = _dinov2_classes(cfg.arch)
     if weights is None and cfg.hub_id is None:
         extra = {"num_register_tokens": cfg.register_tokens} if cfg.arch == "dinov2-reg" else {}
@@ -381,12 +387,14 @@ def _check_positions(cfg: TextConfig, positions: int, label: str) -> None:
                         f"{positions} or less")
 
 
-def build_clip_text(cfg: TextConfig, weights: str | None = None) -> ClipText:
+def build_clip_text(cfg: TextConfig, weights: str | None = None, plain: bool = False
+                    ) -> ClipText:
     """A CLIP text tower: random init when the config names no weights, else pretrained weights
-    of exactly the configured architecture (refused in one line otherwise)."""
-    model = ClipText(cfg)
+    of exactly the configured architecture (refused in one line otherwise). ``plain``: with no
+    weights, on ``towers.PlainTextTransformer`` (uninitialized) instead of open_clip's class."""
     if cfg.pretrained is None and weights is None:
-        return model
+        return ClipText(cfg, PlainTextTransformer(cfg) if plain else None)
+    model = ClipText(cfg)
     source = clip_source(cfg, weights)
     found, positions = source.shape()
     _refuse_other(_text_shape(cfg), found, source.label)

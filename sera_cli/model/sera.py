@@ -25,7 +25,6 @@ from sera_cli.model.no_target import NoTargetHead
 from sera_cli.model.peft import apply_tuning
 from sera_cli.model.projector import Projector
 from sera_cli.model.routing import RoutedExperts, Routing
-from sera_cli.model.towers import PlainDinov2, PlainTextTransformer
 from sera_cli.model.vision import AdaptedDinov2
 from sera_cli.registry import Registry, default_registry
 
@@ -102,14 +101,8 @@ def build_model(cfg: ModelConfig, registry: Registry | None = None,
     caller that loads a whole state dict next) rather than from transformers or open_clip."""
     registry = registry or default_registry()
     adapter_specs, fusion_specs, adapter_router, fusion_router = resolve_plugins(cfg, registry)
-    if plain_backbones and text_weights is None and cfg.text.pretrained is None:
-        text = ClipText(cfg.text, PlainTextTransformer(cfg.text))
-    else:
-        text = build_clip_text(cfg.text, text_weights)
-    if plain_backbones and vision_weights is None and cfg.vision.hub_id is None:
-        dinov2 = PlainDinov2(cfg.vision, cfg.image_size)
-    else:
-        dinov2 = build_dinov2(cfg.vision, cfg.image_size, vision_weights)
+    text = build_clip_text(cfg.text, text_weights, plain=plain_backbones)
+    dinov2 = build_dinov2(cfg.vision, cfg.image_size, vision_weights, plain=plain_backbones)
     adapters = {
         block: SeraAdapter(cfg.vision.hidden_size, cfg.adapter_dim, cfg.text.width,
                            build_routed(adapter_specs, adapter_router, cfg.adapter_dim,

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from sera_cli.config import TextConfig, VisionConfig
+from sera_cli.config import ModelConfig, TextConfig, VisionConfig
 from sera_cli.model.backbones import ClipText, build_dinov2, num_prefix_tokens, patch_size
 from sera_cli.model.sera import build_model
 from sera_cli.model.towers import PlainDinov2, PlainTextTransformer
-from sera_cli.runs.checkpoints import load_run
+from sera_cli.runs.checkpoints import load_into, load_run
 
 VISION = {"dinov2": VisionConfig(arch="dinov2", hub_id=None, hidden_size=32, layers=2, heads=2,
                                  patch_size=8),
@@ -76,9 +76,6 @@ def test_a_loaded_run_has_plain_backbones_and_the_trained_outputs(saved_run: Pat
     model, config = load_run(saved_run, builtin_registry)
     assert isinstance(model.vision.dinov2, PlainDinov2)
     assert isinstance(model.text.tower, PlainTextTransformer)
-    from sera_cli.config import ModelConfig
-    from sera_cli.runs.checkpoints import load_into
-
     upstream = build_model(ModelConfig.from_dict(config["model"]), builtin_registry)
     load_into(upstream, model.state_dict(), saved_run)
     upstream.eval()
