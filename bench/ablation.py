@@ -140,9 +140,10 @@ def gate_spread(routing: dict[str, Any]) -> dict[str, float]:
 def one_run(row: str, seed: int, source: Path, target: Path, work: Path,
             args: argparse.Namespace) -> dict[str, Any]:
     began = time.perf_counter()
-    run = work / "runs" / f"{_slug(row)}-{args.variant}-seed{seed}"
+    settings = "".join(f"-{k}={v}" for k, v in sorted(args.set.items()))
+    run = work / "runs" / f"{_slug(row)}-{args.variant}{settings}-seed{seed}"
     trainer = train(run, target, VARIANTS[args.variant], init_from=str(source), tune="bias-ln",
-                    seed=seed, max_steps=args.steps, **ROWS[row])
+                    seed=seed, max_steps=args.steps, **{**ROWS[row], **args.set})
     seconds = time.perf_counter() - began
     index = ReferIndex.load(target, "synth")
     scores = {split: evaluate(trainer.model, dataset_for(trainer.model_cfg, index, split),
@@ -183,6 +184,24 @@ def _mean_contributions(runs: list[dict[str, Any]]) -> dict[str, dict[str, float
                     figures["contribution"])
     return {router: {e: statistics.mean(v) for e, v in experts.items()}
             for router, experts in out.items()}
+
+
+def _changed_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """The options this run sets away from their defaults, as on its command line: they name its
+    results file, so that an investigation never overwrites the ablation as built."""
+    sizes = ("seeds", "source_images", "source_epochs", "target_images", "steps")
+    words = ["--quick"] if args.quick else []
+    words += [f"--{key.replace('_', '-')} {getattr(args, key)}"
+              for key in (*(() if args.quick else sizes), "rows", "variant")
+              if getattr(args, key) != parser.get_default(key)]
+    return words + [f"--set {key}={value}" for key, value in args.set.items()]
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+    return key.replace("-", "_"), value
 
 
 def _slug(row: str) -> str:
@@ -229,12 +248,16 @@ def main() -> None:
     parser.add_argument("--rows", default="", help="comma-separated row numbers (default all)")
     parser.add_argument("--variant", choices=list(VARIANTS), default="paper",
                         help="paper: sera as built; live-experts, fast-experts: investigations")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config value for every row's target run (an investigation; "
+                        "repeatable), e.g. --set adapter_scale=1.0")
     parser.add_argument("--work", type=Path, default=Path(".bench-ablation"))
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, to check that it runs; writes no docs")
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="train nothing: report an earlier run's results file again")
     args = parser.parse_args()
+    args.set = dict(_key_value(item) for item in args.set)
     if args.render:
         results = json.loads(args.render.read_text())
         for r in results["runs"]:  # recomputed: the figures derive from the stored routing
@@ -242,6 +265,7 @@ def main() -> None:
         report(results["runs"], {k: v for k, v in results.items()
                                  if k not in ("summary", "runs")}, args.render.stem)
         return
+    changed = _changed_options(args, parser)
     if args.quick:
         args.seeds, args.source_images, args.source_epochs = 2, 12, 1
         args.target_images, args.steps = 12, 3
@@ -257,17 +281,14 @@ def main() -> None:
             runs.append(one_run(row, seed, source, target, args.work, args))
             print(f"{row}, seed {seed}: val {runs[-1]['val_miou']:.2f} "
                   f"({runs[-1]['seconds']:.0f} s)", flush=True)
-    meta = {"command": "python bench/ablation.py" + (" --quick" if args.quick else "")
-            + (f" --variant {args.variant}" if args.variant != "paper" else ""),
-            "variant": args.variant,
+    meta = {"command": " ".join(["python bench/ablation.py", *changed]),
+            "variant": args.variant, "set": args.set,
             "date": time.strftime("%Y-%m-%d"), "seeds": args.seeds, "steps": args.steps,
             "source_images": args.source_images, "source_epochs": args.source_epochs,
             "target_images": args.target_images, "source_s": source_s,
             "total_s": time.perf_counter() - began, "machine": common.machine(),
             "rows": args.rows}
-    name = "ablation" + ("-quick" if args.quick else "") + (
-        f"-{args.variant}" if args.variant != "paper" else "")
-    report(runs, meta, name)
+    report(runs, meta, "-".join(["ablation", *(_slug(word) for word in changed)]))
 
 
 def report(runs: list[dict[str, Any]], meta: dict[str, Any], name: str) -> None:
@@ -278,7 +299,7 @@ def report(runs: list[dict[str, Any]], meta: dict[str, Any], name: str) -> None:
                        [[e["row"], *(f"{e[s][0]:.1f} ± {e[s][1]:.1f}" for s in SPLITS),
                          f"{e['gate_spread']:.1f}", f"{e['seconds']:.0f}"] for e in summary])
     common.write_results(name, {**meta, "summary": summary, "runs": runs})
-    if name == "ablation" and not meta.get("rows"):
+    if name == "ablation":  # every option at its default
         write_doc(markdown(summary, meta))
 
 
