@@ -82,7 +82,8 @@ def measure_steps(batch: int, data_root: Path, args: argparse.Namespace) -> dict
         steps = t.step
     data = common.Timing.of(data_s[args.warmup:])
     compute = common.Timing.of(compute_s[args.warmup:])
-    return {"preset": PRESET, "batch": batch, "device": DEVICE, "steps": steps,
+    return {"preset": PRESET, "batch": batch, "device": DEVICE, "precision": t.precision,
+            "steps": steps,
             "step": total, "data": data, "compute": compute,
             "samples_per_s": batch / total.median,
             "compute_samples_per_s": batch / compute.median, **memory}
@@ -206,7 +207,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows.append(measure_steps(b, data_root, args))
         common.release_memory()
     common.print_table(
-        f"Training steps ({PRESET}, {DEVICE}, {torch.get_num_threads()} threads, fp32): "
+        f"Training steps ({PRESET}, {DEVICE}, {torch.get_num_threads()} threads, "
+        f"--precision auto: {rows[0]['precision']}): "
         f"ms per step after {args.warmup} warm-up steps; data = fetching the next batch "
         "(workers=0, augmentation on), compute = Trainer._train_step (forward, loss, backward, "
         "clip, Adam); batch sizes one after another; peak = process RSS, added = over the built "

@@ -45,16 +45,25 @@ def fast_bf16(device: torch.device) -> bool:
                                      or torch.cpu._is_avx512_bf16_supported())
 
 
+#: What ``auto`` trains in on a CPU with fast bf16: float32, but for the projector under bf16
+#: autocast (see ``resolve_precision``).
+PROJECTOR_BF16 = "bf16-projector"
+
+
 def resolve_precision(precision: str, device: torch.device, training: bool = False) -> str:
-    """``--precision`` as fp32 or bf16. ``auto`` is bf16 where the device has fast bf16 (see
-    ``fast_bf16``) and fp32 elsewhere, except for training on a CPU: sera-tiny's step is bound by
-    many small operations, and autocast's casts made it slower (docs/performance.md). An
-    explicit bf16 is refused where it would only be emulated."""
+    """``--precision`` as fp32, bf16 or, for ``auto`` training on a CPU, ``PROJECTOR_BF16``.
+    ``auto`` is bf16 where the device has fast bf16 (see ``fast_bf16``) and fp32 elsewhere,
+    except for training on a CPU: most of sera-tiny's step is many small operations, which
+    autocast's casts slow down, but its projector is full-resolution convolutions, which bf16
+    runs twice as fast; so only the projector autocasts (docs/performance.md). An explicit bf16
+    is refused where it would only be emulated."""
     if precision not in PRECISIONS:
         raise SeraError(f"--precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     fast = fast_bf16(device)
     if precision == "auto":
-        return "bf16" if fast and not (training and device.type == "cpu") else "fp32"
+        if not fast:
+            return "fp32"
+        return PROJECTOR_BF16 if training and device.type == "cpu" else "bf16"
     if precision == "bf16" and not fast:
         raise SeraError(f"--precision bf16 needs a CUDA device or a CPU with AMX or "
                         f"AVX512-BF16, and {device.type} has neither: use fp32")

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import torch
 
 from sera_cli.config import ModelConfig, TrainConfig
-from sera_cli.engine.devices import autocast, resolve_precision, setup_distributed
+from sera_cli.engine.devices import PROJECTOR_BF16, autocast, resolve_precision, setup_distributed
 from sera_cli.engine.schedule import epoch_batches, lr_factor, optimizer_groups
 from sera_cli.errors import SeraError
 from sera_cli.runs.atomic import atomic_write
@@ -115,6 +115,8 @@ class Trainer:
 
             init_from_run(self.model, Path(cfg.init_from), cfg.init_heads, self.registry)
         self.model.to(self.dist.device)
+        if self.precision == PROJECTOR_BF16:
+            self.model.projector.autocast_dtype = torch.bfloat16
         self.optimizer, self.base_lrs = self._optimizer()
         self.step, self.best = 0, -1.0
         self.fit_began = time.perf_counter()

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +29,10 @@ class Projector(nn.Module):
     the sentence fits (docs/performance.md).
     """
 
+    #: Where set, the dtype the projector autocasts to whatever its caller's precision: training
+    #: on a CPU runs the rest of the model in float32 and this in bf16 (``resolve_precision``).
+    autocast_dtype: torch.dtype | None = None
+
     def __init__(self, dim: int, sentence_dim: int, width: int | None = None) -> None:
         super().__init__()
         width = width or dim
@@ -36,14 +42,17 @@ class Projector(nn.Module):
         self.kernel = nn.Linear(sentence_dim, (self.channels + 2) * 9 + 1)
 
     def forward(self, x: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
-        # channels-last: on the CPU, oneDNN runs these full-resolution convolutions, backward
-        # included, faster than in NCHW (a sera-tiny training step: 804 -> 750 ms).
-        x = self.visual(x.contiguous(memory_format=torch.channels_last))  # (B, C, 4H, 4W)
-        b, _, h, w = x.shape
-        grid = coordinate_grid(h, w, x.device, x.dtype).expand(b, -1, -1, -1)
-        x = torch.cat([x, grid], dim=1)  # (B, C + 2, 4H, 4W)
-        params = self.kernel(sentence)  # (B, (C + 2) * 9 + 1)
-        return sample_conv3x3(x, params[:, :-1], params[:, -1])
+        region = nullcontext() if self.autocast_dtype is None else \
+            torch.autocast(x.device.type, dtype=self.autocast_dtype)
+        with region:
+            # channels-last: on the CPU, oneDNN runs these full-resolution convolutions,
+            # backward included, faster than in NCHW (a sera-tiny training step: 804 -> 750 ms).
+            x = self.visual(x.contiguous(memory_format=torch.channels_last))  # (B, C, 4H, 4W)
+            b, _, h, w = x.shape
+            grid = coordinate_grid(h, w, x.device, x.dtype).expand(b, -1, -1, -1)
+            x = torch.cat([x, grid], dim=1)  # (B, C + 2, 4H, 4W)
+            params = self.kernel(sentence)  # (B, (C + 2) * 9 + 1)
+            return sample_conv3x3(x, params[:, :-1], params[:, -1])
 
 
 def sample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import make_trainer, sera
 
-from sera_cli.engine.devices import autocast, resolve_precision
+from sera_cli.engine.devices import PROJECTOR_BF16, autocast, resolve_precision
 from sera_cli.engine.inference import Predictor
 from sera_cli.engine.loading import open_run
 from sera_cli.errors import SeraError
@@ -32,14 +32,38 @@ def bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu_features(monkeypatch, amx=False, avx512_bf16=True)
 
 
-@pytest.mark.parametrize("amx,avx512_bf16,picked", [(True, False, "bf16"), (False, True, "bf16"),
-                                                    (False, False, "fp32")])
-def test_auto_is_bf16_on_cpus_with_bf16_units_for_inference(
-        monkeypatch: pytest.MonkeyPatch, amx: bool, avx512_bf16: bool, picked: str) -> None:
+@pytest.mark.parametrize("amx,avx512_bf16,picked,trains_in", [
+    (True, False, "bf16", PROJECTOR_BF16), (False, True, "bf16", PROJECTOR_BF16),
+    (False, False, "fp32", "fp32")])
+def test_auto_is_bf16_on_cpus_with_bf16_units_and_trains_only_the_projector_in_it(
+        monkeypatch: pytest.MonkeyPatch, amx: bool, avx512_bf16: bool, picked: str,
+        trains_in: str) -> None:
     cpu_features(monkeypatch, amx=amx, avx512_bf16=avx512_bf16)
     assert resolve_precision("auto", CPU) == picked
-    assert resolve_precision("auto", CPU, training=True) == "fp32"  # autocast slows the step
+    assert resolve_precision("auto", CPU, training=True) == trains_in
+    assert resolve_precision("fp32", CPU, training=True) == "fp32"
     assert resolve_precision("fp32", CPU) == "fp32"
+
+
+@pytest.mark.parametrize("precision,logits", [("auto", torch.bfloat16), ("fp32", torch.float32)])
+def test_auto_training_on_a_bf16_cpu_autocasts_the_projector_alone(
+        tmp_path: Path, synth_data_root: Path, bf16_cpu: None, precision: str,
+        logits: torch.dtype) -> None:
+    """The projector computes in bf16 (its logits say so), the rest in float32 (the decoded
+    map it reads), the weights stay float32, and the loss and its gradients are float32."""
+    trainer = make_trainer(tmp_path / "run", synth_data_root, max_steps=1, precision=precision)
+    model = trainer.model
+    decoded = []
+    model.decoder.register_forward_hook(lambda m, i, out: decoded.append(out.dtype))
+    batch = next(iter(trainer._batches()))
+    with autocast(CPU, trainer.precision):
+        out = model(batch["image"], batch["words"])
+    assert out.logits.dtype == logits
+    assert decoded == [torch.float32]
+    loss, _ = trainer._train_step(batch)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert {p.grad.dtype for p in model.projector.parameters()} == {torch.float32}
 
 
 def test_bf16_on_a_cpu_without_bf16_units_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

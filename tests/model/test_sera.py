@@ -167,6 +167,22 @@ def test_projector_kernel_reads_the_coordinates() -> None:
     assert torch.allclose(logits, torch.linspace(-1, 1, 10).expand(6, -1), atol=1e-6)
 
 
+def test_projector_autocasts_to_its_own_dtype_whatever_the_callers() -> None:
+    """``autocast_dtype`` (CPU training: the rest of the model in float32) gives bf16 logits
+    close to the float32 ones; unset, the projector follows its caller's precision."""
+    torch.manual_seed(0)
+    projector = Projector(dim=8, sentence_dim=4).eval().requires_grad_(False)
+    x, sentence = torch.randn(2, 8, 6, 6), torch.randn(2, 4)
+    exact = projector(x, sentence)
+    assert exact.dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert projector(x, sentence).dtype == torch.bfloat16
+    projector.autocast_dtype = torch.bfloat16
+    low = projector(x, sentence)
+    assert low.dtype == torch.bfloat16
+    assert torch.allclose(low.float(), exact, atol=0.05 * float(exact.abs().max()))
+
+
 def test_sample_conv3x3_is_a_conv_with_each_samples_own_kernel() -> None:
     """The batched-matmul form matches F.conv2d run sample by sample, borders included."""
     torch.manual_seed(0)
