@@ -3,7 +3,7 @@ batch size (and more with --batches), data loading timed apart from the step's c
 --train-to-miou, the time a real `Trainer.fit()` with the preset's defaults (what a bare
 `sera train` runs) takes to reach a val mIoU.
 
-    python bench/training.py [--quick] [--batches 16,32]
+    python bench/training.py [--quick] [--batches 16,32] [--precision auto|fp32|bf16]
                              [--train-to-miou 50 [--val-every 100] [--max-steps N]]
 
 Steps run on the synthetic data set (`sera_cli.data.default.ensure_synthetic`, synthesized on
@@ -26,6 +26,7 @@ import common
 import torch
 
 from sera_cli.config import TrainConfig, preset, train_defaults
+from sera_cli.config.train import PRECISIONS
 from sera_cli.data.default import ensure_synthetic
 from sera_cli.engine.training import Trainer
 
@@ -61,7 +62,7 @@ def measure_steps(batch: int, data_root: Path, args: argparse.Namespace) -> dict
     and the peak memory, after ``args.warmup`` steps."""
     with tempfile.TemporaryDirectory(prefix="sera-bench-train-") as tmp:
         t = trainer(Path(tmp) / "run", data_root, batch_size=batch,
-                    max_steps=args.warmup + args.repeats)
+                    max_steps=args.warmup + args.repeats, precision=args.precision)
         t.ddp_model.train()
         stream = batch_stream(t)
         data_s: list[float] = []
@@ -149,13 +150,13 @@ class _Clock:
 
 
 def train_to_miou(target: float, data_root: Path, val_every: int, max_steps: int | None,
-                  keep_run: Path | None = None) -> dict[str, Any]:
+                  keep_run: Path | None = None, precision: str = "auto") -> dict[str, Any]:
     """A real `fit()` with the preset's defaults, stopped when val mIoU first reaches ``target``;
     it validates every ``val_every`` steps, so the time found is at most that many steps late.
     The run folder goes to ``keep_run`` if given (`run_all.py` hands it to startup.py), else to
     a temporary folder."""
     clock = _Clock(target)
-    overrides: dict[str, Any] = {"val_every": val_every}
+    overrides: dict[str, Any] = {"val_every": val_every, "precision": precision}
     if max_steps is not None:
         overrides["max_steps"] = max_steps
     with tempfile.TemporaryDirectory(prefix="sera-bench-fit-") as tmp:
@@ -171,7 +172,8 @@ def train_to_miou(target: float, data_root: Path, val_every: int, max_steps: int
         except _Reached:
             reached = True
     first = clock.epochs[-1] if reached else None
-    return {"preset": PRESET, "device": DEVICE, "target_miou": target, "reached": reached,
+    return {"preset": PRESET, "device": DEVICE, "precision": t.precision,
+            "target_miou": target, "reached": reached,
             "setup_s": setup_s, "max_steps": max_steps, "val_every": val_every,
             "total_steps": clock.total_steps, "epochs": clock.epochs,
             "best_miou": max((e["val_miou"] for e in clock.epochs
@@ -196,6 +198,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="with --train-to-miou: write the run folder here and keep it")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="with --train-to-miou: stop after this many steps (a smoke test)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="as `sera train --precision` (default: auto, what it runs)")
     common.add_timing_arguments(parser, budget=30.0)
     args = parser.parse_args(argv)
     if args.quick:
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         common.release_memory()
     common.print_table(
         f"Training steps ({PRESET}, {DEVICE}, {torch.get_num_threads()} threads, "
-        f"--precision auto: {rows[0]['precision']}): "
+        f"--precision {args.precision}: {rows[0]['precision']}): "
         f"ms per step after {args.warmup} warm-up steps; data = fetching the next batch "
         "(workers=0, augmentation on), compute = Trainer._train_step (forward, loss, backward, "
         "clip, Adam); batch sizes one after another; peak = process RSS, added = over the built "
@@ -228,9 +232,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if args.train_to_miou is not None:
         fit = train_to_miou(args.train_to_miou, data_root, args.val_every, args.max_steps,
-                            args.keep_run)
+                            args.keep_run, args.precision)
         common.print_table(
             f"Time to val mIoU {fit['target_miou']:g}: {PRESET}, preset defaults, {DEVICE}, "
+            f"{fit['precision']}, "
             f"{torch.get_num_threads()} threads; wall = since fit() started (model already "
             "built), training = wall less every validation (evaluation + checkpoint save); "
             f"validation every {fit['val_every']} steps and at each epoch's end"

@@ -61,9 +61,9 @@ def train(
     seed: Annotated[int | None, O(help="Random seed (weights, data order, augmentation).")
                     ] = None,
     device: Annotated[str | None, O(help="auto, cpu or cuda.")] = None,
-    precision: Annotated[str | None, O(help="auto (bf16 autocast on CUDA; fp32 on the CPU, "
-                                            "where autocast slows sera-tiny's step), fp32, "
-                                            "bf16.")] = None,
+    precision: Annotated[str | None, O(help="auto (bf16 autocast on CUDA; on a CPU with "
+                                            "bf16 units the projector alone in bf16; else "
+                                            "fp32), fp32, bf16.")] = None,
     workers: Annotated[int | None, O(help="Data-loading worker processes.")] = None,
     augment: Annotated[bool | None, O("--augment/--no-augment",
                                       help="Expression-safe augmentation.")] = None,

@@ -53,10 +53,10 @@ PROJECTOR_BF16 = "bf16-projector"
 def resolve_precision(precision: str, device: torch.device, training: bool = False) -> str:
     """``--precision`` as fp32, bf16 or, for ``auto`` training on a CPU, ``PROJECTOR_BF16``.
     ``auto`` is bf16 where the device has fast bf16 (see ``fast_bf16``) and fp32 elsewhere,
-    except for training on a CPU: most of sera-tiny's step is many small operations, which
-    autocast's casts slow down, but its projector is full-resolution convolutions, which bf16
-    runs twice as fast; so only the projector autocasts (docs/performance.md). An explicit bf16
-    is refused where it would only be emulated."""
+    except for training on a CPU: there bf16 runs sera-tiny's projector, full-resolution
+    convolutions, twice as fast, while elsewhere in the step autocast's casts cost about what
+    bf16 saves; so only the projector autocasts (docs/performance.md). An explicit bf16 is
+    refused where it would only be emulated."""
     if precision not in PRECISIONS:
         raise SeraError(f"--precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     fast = fast_bf16(device)
