@@ -165,7 +165,7 @@ def train_to_miou(target: float, data_root: Path, val_every: int, max_steps: int
         setup_s = time.perf_counter() - began
         t.validate = clock.timed_validate(t)  # type: ignore[method-assign]
         print(f"\ntraining {PRESET} to val mIoU {target:g}: {t.total_steps} steps at most, "
-              f"{t.steps_per_epoch} per epoch, batch {t.cfg.batch_size}", flush=True)
+              f"{t.plan.steps_in(0)} in the first epoch, batch {t.cfg.batch_size}", flush=True)
         reached = False
         try:
             t.fit()

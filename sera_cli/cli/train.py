@@ -37,6 +37,11 @@ def train(
                                                  "included (default: 22 for refcocog, else "
                                                  "17).")] = None,
     epochs: Annotated[int | None, O(help="Passes over the training split.")] = None,
+    single_target_fraction: Annotated[float | None, O(help="Fraction of the epochs, from the "
+                                                           "first, that draw only expressions "
+                                                           "naming one object; no-target and "
+                                                           "multi-target ones join after.")
+                                      ] = None,
     max_steps: Annotated[int | None, O(help="Stop after this many steps.")] = None,
     batch_size: Annotated[int | None, O(help="Samples per step (per process).")] = None,
     lr: Annotated[float | None, O(help="Adam learning rate.")] = None,

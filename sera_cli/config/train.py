@@ -32,6 +32,7 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str = "val"
     epochs: int = 65
+    single_target_fraction: float = 0.0  # of the epochs, from the first: one-target samples only
     max_steps: int | None = None
     batch_size: int = 16
     lr: float = 1e-4
@@ -75,8 +76,16 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise SeraError(f"--precision '{self.precision}' is not one of "
                             f"{', '.join(PRECISIONS)}")
+        if not 0 <= self.single_target_fraction < 1:
+            raise SeraError("--single-target-fraction must be at least 0 and below 1, got "
+                            f"{self.single_target_fraction}")
         check_threshold(self.threshold)
         return self
+
+    @property
+    def single_target_epochs(self) -> int:
+        """The first epochs that draw only expressions naming exactly one object."""
+        return math.floor(self.single_target_fraction * self.epochs + 1e-9)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

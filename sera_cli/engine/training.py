@@ -22,7 +22,7 @@ import torch
 
 from sera_cli.config import ModelConfig, TrainConfig
 from sera_cli.engine.devices import PROJECTOR_BF16, autocast, resolve_precision, setup_distributed
-from sera_cli.engine.schedule import epoch_batches, lr_factor, optimizer_groups
+from sera_cli.engine.schedule import EpochPlan, lr_factor, optimizer_groups
 from sera_cli.errors import SeraError
 from sera_cli.runs.atomic import atomic_write
 from sera_cli.runs.checkpoints import load_into, read_weights, save_run
@@ -133,12 +133,18 @@ class Trainer:
         if self.model_cfg.no_target_head is None:  # decided here, then recorded in config.json
             self.model_cfg.no_target_head = any(s.no_target for s in self.train_set.samples)
         self.val_set = dataset_for(self.model_cfg, index, cfg.val_split)
-        self.steps_per_epoch = len(self.train_set) // (cfg.batch_size * self.dist.world)
-        if self.steps_per_epoch == 0:
+        single = tuple(i for i, s in enumerate(self.train_set.samples) if len(s.ann_ids) == 1)
+        self.plan = EpochPlan(len(self.train_set), single, cfg.single_target_epochs,
+                              cfg.batch_size, self.dist.world)
+        batch = f"one batch ({cfg.batch_size} x {self.dist.world} processes); lower --batch-size"
+        if self.plan.steps_in(self.plan.single_epochs) == 0:
             raise SeraError(f"split '{cfg.train_split}' has {len(self.train_set)} samples, fewer "
-                            f"than one batch ({cfg.batch_size} x {self.dist.world} processes); "
-                            "lower --batch-size")
-        self.total_steps = cfg.max_steps or self.steps_per_epoch * cfg.epochs
+                            f"than {batch}")
+        if self.plan.steps_in(0) == 0:
+            raise SeraError(f"--single-target-fraction: split '{cfg.train_split}' has "
+                            f"{len(single)} expressions naming one object, fewer than {batch} "
+                            "or --single-target-fraction 0")
+        self.total_steps = cfg.max_steps or self.plan.total(cfg.epochs)
 
     def _optimizer(self) -> tuple[torch.optim.Optimizer, list[float]]:
         groups = optimizer_groups(self.model, self.cfg)
@@ -217,10 +223,9 @@ class Trainer:
 
         from sera_cli.data.dataset import collate
 
-        epoch, offset = divmod(self.step, self.steps_per_epoch)
+        epoch, offset = self.plan.locate(self.step)
         self.train_set.set_epoch(epoch)
-        batches = epoch_batches(len(self.train_set), self.cfg.batch_size, self.steps_per_epoch,
-                                self.cfg.seed, epoch, self.dist.rank, self.dist.world)[offset:]
+        batches = self.plan.batches(epoch, self.cfg.seed, self.dist.rank)[offset:]
         return DataLoader(self.train_set, batch_sampler=batches, collate_fn=collate,
                           num_workers=self.cfg.workers,
                           persistent_workers=False, generator=torch.Generator().manual_seed(0))
@@ -236,7 +241,7 @@ class Trainer:
             is_best = result["miou"] is not None and result["miou"] > self.best
             if is_best:
                 self.best = result["miou"]
-            self._log({"step": self.step, "epoch": self.step / self.steps_per_epoch,
+            self._log({"step": self.step, "epoch": self.plan.epochs_done(self.step),
                        "elapsed_s": time.perf_counter() - self.fit_began,
                        "val": {k: v for k, v in result.items() if k != "routing"}})
             self.save_checkpoint(is_best=is_best)
@@ -248,7 +253,7 @@ class Trainer:
         """Every --val-every steps, except where the epoch's end (or the run's) validates."""
         every = self.cfg.val_every
         return (bool(every) and self.step % every == 0 and self.step < self.total_steps
-                and self.step % self.steps_per_epoch != 0)
+                and self.plan.locate(self.step)[1] != 0)
 
     def _train_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         from sera_cli.model.losses import sera_loss
@@ -286,7 +291,7 @@ class Trainer:
                     seen += batch["image"].shape[0] * self.dist.world
                     if self.step % self.cfg.log_every == 0 or self.step == self.total_steps:
                         now = time.perf_counter()
-                        logs = {"step": self.step, "epoch": self.step / self.steps_per_epoch,
+                        logs = {"step": self.step, "epoch": self.plan.epochs_done(self.step),
                                 "loss": float(loss), **parts,
                                 "lr": self.optimizer.param_groups[0]["lr"],
                                 "samples_per_s": seen / max(now - tick, 1e-9)}
@@ -300,7 +305,7 @@ class Trainer:
                     if interrupt["stop"] or self.step >= self.total_steps:
                         break
                 if interrupt["stop"]:
-                    if self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps:
+                    if self.plan.locate(self.step)[1] == 0 or self.step >= self.total_steps:
                         # the epoch (or the run) is complete: validate it as an uninterrupted
                         # run does, else the resumed run skips it and draws other random numbers
                         self.validate()

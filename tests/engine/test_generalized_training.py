@@ -31,6 +31,29 @@ def test_the_head_is_on_for_generalized_data_and_recorded(gref_run: Path) -> Non
     assert {"no-target", "multi-target"} <= set(by_type)
 
 
+def test_the_first_epochs_draw_one_target_expressions_only(tmp_path: Path,
+                                                          gref_synth_root: Path) -> None:
+    trainer = make_trainer(tmp_path / "run", gref_synth_root, dataset="grefcoco", epochs=2,
+                           single_target_fraction=0.5)
+    samples, plan = trainer.train_set.samples, trainer.plan
+    assert trainer.total_steps == plan.steps_in(0) + plan.steps_in(1) < 2 * plan.steps_in(1)
+    first = [samples[i] for batch in trainer._batches().batch_sampler for i in batch]
+    assert len(first) == 4 * plan.steps_in(0) and all(len(s.ann_ids) == 1 for s in first)
+    trainer.step = plan.steps_in(0)
+    second = [samples[i] for batch in trainer._batches().batch_sampler for i in batch]
+    assert any(s.no_target for s in second) and any(len(s.ann_ids) > 1 for s in second)
+
+
+def test_too_few_one_target_expressions_for_a_batch_are_refused(tmp_path: Path,
+                                                              gref_synth_root: Path) -> None:
+    from sera_cli.errors import SeraError
+
+    with pytest.raises(SeraError, match="--single-target-fraction: split 'val' has .* fewer "
+                                        "than one batch"):
+        make_trainer(tmp_path / "run", gref_synth_root, dataset="grefcoco", epochs=2,
+                     single_target_fraction=0.5, train_split="val", batch_size=24)
+
+
 def test_an_explicit_no_keeps_it_off(tmp_path: Path, gref_synth_root: Path) -> None:
     trainer = make_trainer(tmp_path / "run", gref_synth_root, dataset="grefcoco", max_steps=1,
                            no_target_head=False)

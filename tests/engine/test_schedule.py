@@ -1,5 +1,6 @@
 """The learning-rate schedules at named steps, each epoch's batches, and the optimizer's groups
-(the trainer that uses them: test_optimizer_steps.py)."""
+(the trainer that uses them: test_optimizer_steps.py), and the epochs that draw one-target
+expressions first."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from sera_cli.config import ModelConfig, TrainConfig
-from sera_cli.engine.schedule import epoch_batches, lr_factor, optimizer_groups
+from sera_cli.engine.schedule import EpochPlan, epoch_batches, lr_factor, optimizer_groups
 from sera_cli.model.sera import build_model
 from sera_cli.registry import Registry
 
@@ -73,3 +74,42 @@ def test_optimizer_groups_split_new_modules_from_tuned_backbone_parameters(
     assert backbone_names == [n for n, p in params.items()
                               if n.startswith(in_backbone) and p.requires_grad]
     assert backbone_names and len(backbone_names) < sum(n.startswith(in_backbone) for n in params)
+
+
+def test_single_target_epochs_come_first_then_every_sample() -> None:
+    single = (0, 2, 4, 6, 8, 9)
+    plan = EpochPlan(n=10, single=single, single_epochs=2, batch=2)
+    assert [plan.steps_in(e) for e in range(4)] == [3, 3, 5, 5]
+    assert plan.total(4) == 16
+    assert [plan.locate(s) for s in (0, 2, 3, 6, 8, 11, 16)] == [
+        (0, 0), (0, 2), (1, 0), (2, 0), (2, 2), (3, 0), (4, 0)]
+    assert plan.epochs_done(8) == pytest.approx(2.4)
+    for epoch in (0, 1):
+        drawn = [i for batch in plan.batches(epoch, seed=3, rank=0) for i in batch]
+        assert len(drawn) == 6 and set(drawn) == set(single)
+    assert plan.batches(0, 3, 0) != plan.batches(1, 3, 0)  # a new order each epoch
+    drawn = [i for batch in plan.batches(2, seed=3, rank=0) for i in batch]
+    assert sorted(drawn) == list(range(10))
+
+
+def test_a_split_of_one_target_expressions_draws_as_before() -> None:
+    """RefCOCO-layout runs keep their data order whatever the fraction."""
+    plan = EpochPlan(n=11, single=tuple(range(11)), single_epochs=3, batch=2, world=2)
+    for epoch in (0, 4):
+        assert plan.batches(epoch, 5, 1) == epoch_batches(11, 2, 2, 5, epoch, 1, 2)
+    assert plan.total(5) == 10 and plan.locate(7) == (3, 1)
+
+
+@pytest.mark.parametrize(("fraction", "epochs", "single"), [(0.625, 8, 5), (0.625, 3, 1),
+                                                            (0.3, 3, 0), (0.0, 8, 0)])
+def test_the_fraction_of_epochs_rounds_down(fraction: float, epochs: int, single: int) -> None:
+    cfg = TrainConfig(epochs=epochs, single_target_fraction=fraction).validate()
+    assert cfg.single_target_epochs == single
+
+
+@pytest.mark.parametrize("fraction", [1.0, -0.1])
+def test_a_fraction_outside_zero_to_one_is_refused(fraction: float) -> None:
+    from sera_cli.errors import SeraError
+
+    with pytest.raises(SeraError, match=f"--single-target-fraction must be .* got {fraction}"):
+        TrainConfig(single_target_fraction=fraction).validate()

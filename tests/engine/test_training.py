@@ -139,7 +139,7 @@ def test_val_every_validates_inside_epochs_and_once_at_the_end(tmp_path: Path,
                                                               synth_data_root: Path) -> None:
     run = tmp_path / "run"
     trainer = make_trainer(run, synth_data_root, max_steps=5, val_every=2)
-    assert trainer.steps_per_epoch > 5  # all of it inside the first epoch
+    assert trainer.plan.steps_in(0) > 5  # all of it inside the first epoch
     trainer.fit()
     records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "val" in r] == [2, 4, 5]

@@ -79,7 +79,7 @@ def test_resume_exactly_at_an_epoch_end_gives_the_same_weights(tmp_path: Path,
                                                               synth_data_root: Path) -> None:
     small = {"train_split": "val"}  # a short epoch keeps this test quick
     epoch = make_trainer(tmp_path / "probe", synth_data_root, max_steps=1, **small
-                         ).steps_per_epoch
+                         ).plan.steps_in(0)
     options = {"max_steps": epoch + 2, "lr": 1e-3, **small}
     straight = make_trainer(tmp_path / "straight", synth_data_root, **options)
     straight.fit()
