@@ -1,5 +1,5 @@
-"""A run's configuration from its layers: preset < the preset's training defaults < --config file
-< command-line options.
+"""A run's configuration from its layers: preset < the preset's training defaults (for the data
+set trained on) < --config file < command-line options.
 
 Every key is the name of the field it sets (dashes or underscores): a ModelConfig field, a field
 of its ``loss`` section, a field its ``text`` section declares settable (``context_length``), or
@@ -136,7 +136,7 @@ def build_configs(values: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
     its option. An unset --topk follows the number of fusion experts when the preset's is more
     than there are; an unset --context-length follows the data set (CONTEXT_LENGTHS)."""
     model = preset(values.get("preset") or DEFAULT_PRESET)
-    train_values = train_defaults(model.preset)
+    train_values = train_defaults(model.preset, values.get("dataset"))
     for name, value in values.items():
         if value is None or name in SOURCE_KEYS:
             continue

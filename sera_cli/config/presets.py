@@ -1,6 +1,7 @@
 """Presets as data (``presets/<name>.json``, as open_clip keeps model configs): each file holds
-the values that differ from the ModelConfig and TrainConfig defaults, under "model" and "train".
-A new preset is a new file; nothing here switches on a preset's name."""
+the values that differ from the ModelConfig and TrainConfig defaults, under "model" and "train",
+and under "datasets" the training values for one data set. A new preset is a new file; nothing
+here switches on a preset's name."""
 
 from __future__ import annotations
 
@@ -45,8 +46,15 @@ def preset(name: str) -> ModelConfig:
     return ModelConfig.from_dict(model, f"preset {name}")
 
 
-def train_defaults(name: str) -> dict[str, Any]:
-    """The TrainConfig values preset ``name`` sets (what a bare `sera train --preset` uses)."""
-    values = dict(_read(name)["train"])
+def train_defaults(name: str, dataset: str | None = None) -> dict[str, Any]:
+    """The TrainConfig values preset ``name`` sets (what a bare `sera train --preset` uses).
+
+    Its "datasets" table adds values for one data set (``dataset``, or else the preset's own):
+    a schedule measured on one kind of data need not suit another, and generalized data, with
+    its no-target and multi-target expressions, trains differently (docs/performance.md)."""
+    data = _read(name)
+    values = dict(data["train"])
+    values.update(data.get("datasets", {}).get(dataset or values.get("dataset",
+                                                                       TrainConfig.dataset), {}))
     TrainConfig.from_dict(values)  # a bad preset file fails here, naming the key
     return values

@@ -50,6 +50,17 @@ def test_presets_are_data_files_with_their_training_defaults() -> None:
         preset("sera-x")
 
 
+def test_a_preset_sets_training_values_for_one_data_set_under_the_others() -> None:
+    plain = build_configs({"dataset": "refcoco"})[1]
+    generalized = build_configs({"dataset": "grefcoco"})[1]
+    assert (plain.epochs, plain.single_target_fraction) == (3, 0.0)
+    assert (generalized.epochs, generalized.single_target_epochs) == (10, 7)
+    assert generalized.lr == plain.lr == 1e-3  # the preset's other values still apply
+    chosen = build_configs({"dataset": "grefcoco", "epochs": 4})[1]  # an option still wins
+    assert (chosen.epochs, chosen.single_target_fraction) == (4, 0.7)
+    assert build_configs({"preset": "sera-b", "dataset": "grefcoco"})[1].epochs == 65
+
+
 def test_old_config_json_keys_load_under_their_new_names() -> None:
     old = {**ModelConfig().to_dict(), "loss": {"bce": 1.0, "dice": 0.5, "z": 0.1,
                                                "balance": 0.2, "assignment": 0.3}}
