@@ -16,7 +16,7 @@ def demo(
     out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<time>-demo).")
                    ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs (sera train's default "
-                                                    "is 3).")] = DEMO_EPOCHS,
+                                                    "is 8).")] = DEMO_EPOCHS,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Stop training after this many "
                                                               "steps.")] = None,
     data: Annotated[Path | None, typer.Option(help="Data root (default: the synthetic set).")

@@ -11,8 +11,8 @@ if TYPE_CHECKING:  # this module is imported by `sera --help`: torch stays out u
     from sera_cli.engine.evaluation import ProgressFactory
 
 DEMO_SPLITS = ("val", "testA", "testB")
-#: One epoch fewer than `sera train`'s sera-tiny default, so that the whole demo (data, training,
-#: evaluation of three splits, report) stays under 15 minutes on 2 CPU cores.
+#: Fewer epochs than `sera train`'s sera-tiny default (8), so that the whole demo (data,
+#: training, evaluation of three splits, report) stays under 15 minutes on 2 CPU cores.
 DEMO_EPOCHS = 2
 EXAMPLES_PER_TYPE = 2
 

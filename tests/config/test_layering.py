@@ -53,7 +53,7 @@ def test_presets_are_data_files_with_their_training_defaults() -> None:
 def test_a_preset_sets_training_values_for_one_data_set_under_the_others() -> None:
     plain = build_configs({"dataset": "refcoco"})[1]
     generalized = build_configs({"dataset": "grefcoco"})[1]
-    assert (plain.epochs, plain.single_target_fraction) == (3, 0.0)
+    assert (plain.epochs, plain.single_target_fraction) == (8, 0.0)
     assert (generalized.epochs, generalized.single_target_epochs) == (10, 7)
     assert generalized.lr == plain.lr == 1e-3  # the preset's other values still apply
     chosen = build_configs({"dataset": "grefcoco", "epochs": 4})[1]  # an option still wins
