@@ -22,7 +22,7 @@ def train(
     data: Annotated[Path | None, O(help="Data root in the refer layout; default: the "
                                         "synthetic set, generated on first use.")] = None,
     dataset: Annotated[str | None, O(help="Data set under the root: refcoco, refcoco+, "
-                                          "refcocog, synth.")] = None,
+                                          "refcocog, grefcoco, synth.")] = None,
     split_by: Annotated[str | None, O(help="refs file: unc, umd, google.")] = None,
     experts: Annotated[str | None, O(help="Fusion experts, comma-separated ('' for none).")
                        ] = None,
@@ -37,10 +37,11 @@ def train(
                                                  "included (default: 22 for refcocog, else "
                                                  "17).")] = None,
     epochs: Annotated[int | None, O(help="Passes over the training split.")] = None,
-    single_target_fraction: Annotated[float | None, O(help="Fraction of the epochs, from the "
-                                                           "first, that draw only expressions "
-                                                           "naming one object; no-target and "
-                                                           "multi-target ones join after.")
+    single_target_fraction: Annotated[float | None, O(help="Fraction F in [0, 1): the first "
+                                                           "floor(F x epochs) epochs draw only "
+                                                           "expressions naming one object; "
+                                                           "no-target and multi-target ones "
+                                                           "join after.")
                                       ] = None,
     max_steps: Annotated[int | None, O(help="Stop after this many steps.")] = None,
     batch_size: Annotated[int | None, O(help="Samples per step (per process).")] = None,

@@ -29,7 +29,11 @@ def _read(name: str) -> dict[str, Any]:
     if name not in preset_names():
         raise SeraError(f"unknown preset '{name}'; known presets: {', '.join(preset_names())}")
     text = (resources.files("sera_cli.config") / "presets" / f"{name}.json").read_text()
-    return json.loads(text)
+    data = json.loads(text)
+    unknown = set(data) - {"_about", "model", "train", "datasets"}
+    if unknown:  # "dataset" for "datasets" would otherwise be ignored
+        raise SeraError(f"preset {name}: unknown section(s) {', '.join(sorted(unknown))}")
+    return data
 
 
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -53,8 +57,9 @@ def train_defaults(name: str, dataset: str | None = None) -> dict[str, Any]:
     a schedule measured on one kind of data need not suit another, and generalized data, with
     its no-target and multi-target expressions, trains differently (docs/performance.md)."""
     data = _read(name)
+    per_dataset = data.get("datasets", {})
+    for entry in (data["train"], *per_dataset.values()):  # a bad preset file fails here,
+        TrainConfig.from_dict({**data["train"], **entry})  # naming the key, whatever the data
     values = dict(data["train"])
-    values.update(data.get("datasets", {}).get(dataset or values.get("dataset",
-                                                                       TrainConfig.dataset), {}))
-    TrainConfig.from_dict(values)  # a bad preset file fails here, naming the key
+    values.update(per_dataset.get(dataset or values.get("dataset", TrainConfig.dataset), {}))
     return values

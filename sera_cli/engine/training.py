@@ -278,8 +278,23 @@ class Trainer:
         self.step += 1
         return loss.detach(), parts
 
+    def _note_plan(self) -> None:
+        """Say when --single-target-fraction does not do what it reads as: a fraction that
+        rounds down to no epoch, or one-target epochs that outlast --max-steps."""
+        plan, cfg = self.plan, self.cfg
+        if cfg.single_target_fraction and not plan.single_epochs:
+            self.reporter.note(f"--single-target-fraction {cfg.single_target_fraction:g} of "
+                               f"{cfg.epochs} epochs rounds down to none: every epoch draws all "
+                               "expressions")
+        elif plan.single_epochs and plan.total(plan.single_epochs) >= self.total_steps:
+            self.reporter.note(f"--single-target-fraction: all {self.total_steps} steps fall in "
+                               f"the {plan.single_epochs} one-target epochs, so no no-target or "
+                               "multi-target expression is drawn; raise --max-steps or lower "
+                               "the fraction")
+
     def fit(self) -> dict[str, Any]:
         self.reporter.start(self.total_steps, self.step)
+        self._note_plan()
         self.fit_began = time.perf_counter()
         self.ddp_model.train()
         last_val: dict[str, Any] | None = None

@@ -61,6 +61,16 @@ def test_a_preset_sets_training_values_for_one_data_set_under_the_others() -> No
     assert build_configs({"preset": "sera-b", "dataset": "grefcoco"})[1].epochs == 65
 
 
+def test_a_bad_value_for_any_data_set_fails_whatever_the_data(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sera_cli.config import presets
+
+    bad = {"model": {}, "train": {}, "datasets": {"grefcoco": {"epoch": 10}}}
+    monkeypatch.setattr(presets, "_read", lambda name: bad)
+    with pytest.raises(SeraError, match=r"unknown key\(s\) in train config: epoch;"):
+        train_defaults("sera-b", "refcoco")
+
+
 def test_old_config_json_keys_load_under_their_new_names() -> None:
     old = {**ModelConfig().to_dict(), "loss": {"bce": 1.0, "dice": 0.5, "z": 0.1,
                                                "balance": 0.2, "assignment": 0.3}}

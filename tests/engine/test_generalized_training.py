@@ -16,7 +16,10 @@ from safetensors.torch import load_file, save_file
 @pytest.fixture(scope="module")
 def gref_run(gref_synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("gref-run") / "run"
-    trainer = make_trainer(run, gref_synth_root, dataset="grefcoco", max_steps=2)
+    # Fraction 0: these two steps draw no-target and multi-target samples, not the one-target
+    # epochs that the preset's grefcoco defaults begin with.
+    trainer = make_trainer(run, gref_synth_root, dataset="grefcoco", max_steps=2,
+                           single_target_fraction=0)
     assert trainer.model_cfg.no_target_head is True  # the training split has no-target refs
     trainer.fit()
     return run
@@ -42,6 +45,33 @@ def test_the_first_epochs_draw_one_target_expressions_only(tmp_path: Path,
     trainer.step = plan.steps_in(0)
     second = [samples[i] for batch in trainer._batches().batch_sampler for i in batch]
     assert any(s.no_target for s in second) and any(len(s.ann_ids) > 1 for s in second)
+
+
+class _Notes:
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def __getattr__(self, name: str) -> object:  # start, step, validated: not looked at here
+        return lambda *args, **kwargs: None
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    ({"epochs": 10, "max_steps": 1}, "all 1 steps fall in the 7 one-target epochs"),
+    ({"epochs": 1, "max_steps": 1}, "0.7 of 1 epochs rounds down to none"),
+    ({"epochs": 10, "max_steps": 1, "single_target_fraction": 0}, None),
+])
+def test_a_fraction_that_does_nothing_or_everything_is_said(
+        tmp_path: Path, gref_synth_root: Path, options: dict, said: str | None) -> None:
+    reporter = _Notes()
+    trainer = make_trainer(tmp_path / "run", gref_synth_root, reporter=reporter,
+                           dataset="grefcoco", **options)
+    trainer.fit()
+    fraction = [n for n in reporter.notes if "--single-target-fraction" in n]
+    assert len(fraction) == (said is not None)
+    assert said is None or said in fraction[0]
 
 
 def test_too_few_one_target_expressions_for_a_batch_are_refused(tmp_path: Path,
