@@ -58,8 +58,8 @@ def train_defaults(name: str, dataset: str | None = None) -> dict[str, Any]:
     its no-target and multi-target expressions, trains differently (docs/performance.md)."""
     data = _read(name)
     per_dataset = data.get("datasets", {})
-    for entry in (data["train"], *per_dataset.values()):  # a bad preset file fails here,
-        TrainConfig.from_dict({**data["train"], **entry})  # naming the key, whatever the data
+    for entry in ({}, *per_dataset.values()):  # a bad preset file fails here, naming the key,
+        TrainConfig.from_dict({**data["train"], **entry})  # whatever the data trained on
     values = dict(data["train"])
     values.update(per_dataset.get(dataset or values.get("dataset", TrainConfig.dataset), {}))
     return values
