@@ -197,11 +197,16 @@ def _changed_options(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     return words + [f"--set {key}={value}" for key, value in args.set.items()]
 
 
-def _key_value(item: str) -> tuple[str, str]:
+def _key_value(item: str) -> tuple[str, Any]:
+    """KEY=VALUE with VALUE read as JSON where it is JSON (``true``, ``0.5``), else as text (a
+    config's own parsing then reads numbers and lists from it)."""
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
-    return key.replace("-", "_"), value
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
 
 
 def _slug(row: str) -> str:

@@ -30,6 +30,10 @@ def train(
                                ] = None,
     topk: Annotated[int | None, O(help="Experts kept per sample by the fusion router.")] = None,
     router: Annotated[str | None, O(help="Fusion router name.")] = None,
+    sentence_routing: Annotated[bool | None, O("--sentence-routing/--no-sentence-routing",
+                                               help="Routers also see the expression's "
+                                                    "sentence feature (default off: pooled "
+                                                    "visual features, the paper's).")] = None,
     adapter_blocks: Annotated[str | None, O(help="DINOv2 blocks (from 1) with adapters, "
                                                  "comma-separated.")] = None,
     tune: Annotated[str | None, O(help="Backbone tuning: bias-ln, frozen, full.")] = None,

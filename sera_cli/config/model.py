@@ -103,6 +103,9 @@ class ModelConfig:
                                                         "shape"])  # SERA-Fusion's
     router: str = "topk"  # SERA-Fusion's
     topk: int = 4
+    # Routers also see the expression (its sentence feature, projected and added to the map they
+    # pool); off, they see pooled visual features only, as in the paper (docs/ablation.md).
+    sentence_routing: bool = False
     decoder_layers: int = 3
     decoder_heads: int = 8
     decoder_ffn: int = 512

@@ -47,12 +47,13 @@ class SeraAdapter(nn.Module):
         nn.init.zeros_(self.up.bias)
 
     def forward(self, tokens: torch.Tensor, grid: tuple[int, int], words: torch.Tensor,
-                pad_mask: torch.Tensor) -> torch.Tensor:
+                pad_mask: torch.Tensor, sentence: torch.Tensor | None = None) -> torch.Tensor:
+        """``sentence`` (B, Dt): read only by a router that routes on the expression."""
         b, n, _ = tokens.shape
         h, w = grid
         x = F.gelu(self.down(tokens))  # (B, N, W) -> (B, N, d)
         x = x.transpose(1, 2).reshape(b, -1, h, w)  # -> (B, d, H, W)
-        x = self.experts(self.multiscale(x))
+        x = self.experts(self.multiscale(x), sentence)
         x = x.flatten(2).transpose(1, 2)  # (B, d, H, W) -> (B, N, d)
         attended, _ = self.cross(self.norm(x), words, words, key_padding_mask=pad_mask,
                                  need_weights=False)

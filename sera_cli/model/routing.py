@@ -34,21 +34,34 @@ class RoutedExperts(nn.Module):
     Experts run only on the samples that selected them, so sparse top-k routing saves compute.
     ``labels`` name the router and each expert with its plugin (``"fusion expert 'shape' (plugin
     sera_builtin)"``): a plugin's bug surfacing mid-training then says whose it is.
+
+    ``condition``, where given, maps an expression feature (B, Dc) to the stage's width; the
+    router then sees the map plus that vector at every position (a pooling router: the pooled
+    map plus the expression), the experts the map alone. Without it the router sees only the
+    map, as in the paper, where an adapter's gates cannot tell two expressions of one image apart.
     """
 
     def __init__(self, experts: list[nn.Module], router: nn.Module,
-                 labels: tuple[str, list[str]] | None = None) -> None:
+                 labels: tuple[str, list[str]] | None = None,
+                 condition: nn.Module | None = None) -> None:
         super().__init__()
         self.experts = nn.ModuleList(experts)
         self.router = router
+        self.condition = condition
         self.router_label, self.expert_labels = labels or (
             "router", [f"expert {e}" for e in range(len(experts))])
         self.last_routing: Routing | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, expression: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W); ``expression`` (B, Dc) is what ``condition`` reads."""
         if not self.experts:
             return x
-        routing: Routing = _named_call(self.router_label, self.router, x)  # gates (B, E)
+        seen = x
+        if self.condition is not None:
+            if expression is None:
+                raise SeraError(f"{self.router_label} routes on the expression, but none was given")
+            seen = x + self.condition(expression).to(x.dtype)[:, :, None, None]
+        routing: Routing = _named_call(self.router_label, self.router, seen)  # gates (B, E)
         self.last_routing = routing
         gates = routing.gates.to(x.dtype)
         chosen_by = gates != 0  # (B, E)

@@ -65,11 +65,11 @@ class SeraModel(nn.Module):
 
     def forward(self, pixels: torch.Tensor, ids: torch.Tensor) -> SeraOutput:
         words, sentence, pad = self.text(ids, self.text_adapters)  # (B, L, Wt), (B, Dt), (B, L)
-        maps = self.vision(pixels, words, pad)  # [(B, Wv, H, W)] * 3
+        maps = self.vision(pixels, words, pad, sentence)  # [(B, Wv, H, W)] * 3
         words_d = self.word_proj(words)  # (B, L, D)
         sentence_d = self.sentence_proj(sentence)  # (B, D)
         x = self.neck(maps, words_d, pad, sentence_d)  # (B, D, H, W)
-        x = self.fusion(x)
+        x = self.fusion(x, sentence_d)
         x = self.decoder(x, words_d, pad)
         logits = self.projector(x, sentence_d)  # (B, 1, 4H, 4W)
         no_target = None if self.no_target_head is None else self.no_target_head(x, sentence_d)
@@ -103,14 +103,17 @@ def build_model(cfg: ModelConfig, registry: Registry | None = None,
     adapter_specs, fusion_specs, adapter_router, fusion_router = resolve_plugins(cfg, registry)
     text = build_clip_text(cfg.text, text_weights, plain=plain_backbones)
     dinov2 = build_dinov2(cfg.vision, cfg.image_size, vision_weights, plain=plain_backbones)
+    routed_on = cfg.sentence_routing
     adapters = {
         block: SeraAdapter(cfg.vision.hidden_size, cfg.adapter_dim, cfg.text.width,
                            build_routed(adapter_specs, adapter_router, cfg.adapter_dim,
-                                        len(adapter_specs)))
+                                        len(adapter_specs),
+                                        cfg.text.output_dim if routed_on else None))
         for block in cfg.adapter_blocks
     }
     vision = AdaptedDinov2(dinov2, adapters, cfg.adapter_scale, cfg.neck_blocks)
-    fusion = build_fusion(cfg.fusion_dim, fusion_specs, fusion_router, cfg.topk)
+    fusion = build_fusion(cfg.fusion_dim, fusion_specs, fusion_router, cfg.topk,
+                          cfg.fusion_dim if routed_on else None)
     model = (model_cls or SeraModel)(cfg, vision, text, fusion)
     apply_tuning(model, cfg.tune)
     return model

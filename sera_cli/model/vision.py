@@ -39,8 +39,8 @@ class AdaptedDinov2(nn.Module):
         # (B, N, W) -> (B, W, H, W')
         return patches.transpose(1, 2).reshape(tokens.shape[0], -1, *hw)
 
-    def forward(self, pixels: torch.Tensor, words: torch.Tensor,
-                pad_mask: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, pixels: torch.Tensor, words: torch.Tensor, pad_mask: torch.Tensor,
+                sentence: torch.Tensor | None = None) -> list[torch.Tensor]:
         hw = (pixels.shape[-2] // self.patch, pixels.shape[-1] // self.patch)
         x = self.dinov2.embeddings(pixels)  # (B, P + N, W)
         maps = []
@@ -50,7 +50,7 @@ class AdaptedDinov2(nn.Module):
             adapter = self.adapters[str(index)] if str(index) in self.adapters else None
             if adapter is not None:
                 mid = self._mid.pop(index)
-                update = adapter(mid[:, self.prefix:], hw, words, pad_mask)
+                update = adapter(mid[:, self.prefix:], hw, words, pad_mask, sentence)
                 x = torch.cat([x[:, : self.prefix], x[:, self.prefix:] + self.scale * update], 1)
             if index in self.neck_blocks:
                 maps.append(self._grid(x, hw))

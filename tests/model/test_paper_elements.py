@@ -27,7 +27,8 @@ def test_sera_adapter_runs_its_pipeline_in_the_papers_order() -> None:
             super().__init__()
             self.log = log
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def forward(self, x: torch.Tensor, expression: torch.Tensor | None = None
+                    ) -> torch.Tensor:
             assert x.dim() == 4, "experts see the token grid (B, C, H, W)"
             self.log.append("experts")
             return x
