@@ -112,3 +112,12 @@ def test_sentence_routing_is_an_option_and_off_by_default() -> None:
     assert build_configs({"preset": "sera-tiny", "sentence_routing": True})[0].sentence_routing
     with pytest.raises(SeraError, match="--sentence-routing"):
         build_configs({"preset": "sera-tiny", "sentence_routing": "maybe"})
+
+
+def test_the_projections_train_under_bias_ln(tiny_cfg: ModelConfig,
+                                             builtin_registry: Registry) -> None:
+    """New modules, like the experts: the paper's regime freezes only the backbones."""
+    cfg = dataclasses.replace(tiny_cfg, sentence_routing=True, tune="bias-ln")
+    trained = {n: p.requires_grad for n, p in build_model(cfg, builtin_registry).named_parameters()
+               if ".condition." in n}
+    assert len(trained) == 6 and all(trained.values())
