@@ -142,8 +142,9 @@ def one_run(row: str, seed: int, source: Path, target: Path, work: Path,
     began = time.perf_counter()
     settings = "".join(f"-{k}={v}" for k, v in sorted(args.set.items()))
     run = work / "runs" / f"{_slug(row)}-{args.variant}{settings}-seed{seed}"
+    overrides = {k: _config_value(v) for k, v in args.set.items()}
     trainer = train(run, target, VARIANTS[args.variant], init_from=str(source), tune="bias-ln",
-                    seed=seed, max_steps=args.steps, **{**ROWS[row], **args.set})
+                    seed=seed, max_steps=args.steps, **{**ROWS[row], **overrides})
     seconds = time.perf_counter() - began
     index = ReferIndex.load(target, "synth")
     scores = {split: evaluate(trainer.model, dataset_for(trainer.model_cfg, index, split),
@@ -197,16 +198,21 @@ def _changed_options(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     return words + [f"--set {key}={value}" for key, value in args.set.items()]
 
 
-def _key_value(item: str) -> tuple[str, Any]:
-    """KEY=VALUE with VALUE read as JSON where it is JSON (``true``, ``0.5``), else as text (a
-    config's own parsing then reads numbers and lists from it)."""
+def _key_value(item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+    return key.replace("-", "_"), value
+
+
+def _config_value(text: str) -> Any:
+    """A --set value as the config takes it: JSON where it is JSON (``true``, ``0.5``), else the
+    text (the config's own parsing reads numbers and lists from it). Only the training sees the
+    parsed value; names and the recorded command keep the text as typed, so they can be rerun."""
     try:
-        return key.replace("-", "_"), json.loads(value)
+        return json.loads(text)
     except json.JSONDecodeError:
-        return key.replace("-", "_"), value
+        return text
 
 
 def _slug(row: str) -> str:
