@@ -120,8 +120,24 @@ def fast_experts(trainer: Trainer, mult: float = 10.0) -> None:
     trainer.base_lrs = [*trainer.base_lrs, trainer.base_lrs[0] * mult]
 
 
+def no_noise(trainer: Trainer) -> None:
+    """Investigation variant: the noisy routers' learned noise held at zero (its layer's
+    weights zero and frozen, its bias so low that softplus gives under 1e-13). At K = 4 the
+    noise selects nothing, it only jitters the mixture weights; this tests whether that jitter
+    is what keeps the routers from settling."""
+    from sera_cli.model.routing import RoutedExperts
+
+    for stage in trainer.model.modules():
+        noise = getattr(stage.router, "noise", None) if isinstance(stage, RoutedExperts) else None
+        if noise is not None:
+            nn.init.zeros_(noise.weight)
+            nn.init.constant_(noise.bias, -30.0)
+            noise.requires_grad_(False)
+
+
 VARIANTS: dict[str, Callable[[Trainer], None] | None] = {
-    "paper": None, "live-experts": live_experts, "fast-experts": fast_experts}
+    "paper": None, "live-experts": live_experts, "fast-experts": fast_experts,
+    "no-noise": no_noise}
 
 
 def gate_spread(routing: dict[str, Any]) -> dict[str, float]:
@@ -258,7 +274,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="training steps on the target")
     parser.add_argument("--rows", default="", help="comma-separated row numbers (default all)")
     parser.add_argument("--variant", choices=list(VARIANTS), default="paper",
-                        help="paper: sera as built; live-experts, fast-experts: investigations")
+                        help="paper: sera as built; live-experts, fast-experts, no-noise: "
+                        "investigations")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config value for every row's target run (an investigation; "
                         "repeatable), e.g. --set adapter_scale=1.0")

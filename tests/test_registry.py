@@ -28,8 +28,9 @@ def test_builtin_names_and_stages() -> None:
     assert sorted(registry.experts) == [
         ("adapter", "boundary"), ("adapter", "spatial"), ("fusion", "boundary"),
         ("fusion", "context"), ("fusion", "shape"), ("fusion", "spatial")]
-    assert sorted(registry.routers) == ["soft", "topk"]
-    assert registry.routers["topk"].sparse and not registry.routers["soft"].sparse
+    assert sorted(registry.routers) == ["soft", "topk", "topk-token"]
+    assert registry.routers["topk"].sparse and registry.routers["topk-token"].sparse
+    assert not registry.routers["soft"].sparse
 
 
 def test_loading_the_builtin_plugin_does_not_import_torch() -> None:
@@ -43,8 +44,8 @@ def test_loading_the_builtin_plugin_does_not_import_torch() -> None:
 
 def test_unknown_router_lists_known_and_suggests() -> None:
     registry = create_registry(plugins=[sera_builtin], entry_points=False)
-    with pytest.raises(SeraError, match="unknown router 'topK'; known routers: soft, topk; "
-                                        "did you mean 'topk'"):
+    with pytest.raises(SeraError, match="unknown router 'topK'; known routers: soft, topk, "
+                                        "topk-token; did you mean 'topk'"):
         registry.router("topK")
 
 

@@ -38,3 +38,6 @@ def sera_register_routers(register: Callable[[RouterSpec], None]) -> None:
     register(RouterSpec("topk", f"{_HERE}.router_topk:NoisyTopKRouter",
                         "pool -> 2-layer MLP -> noisy top-k -> softmax over k (SERA-Fusion)",
                         sparse=True))
+    register(RouterSpec("topk-token", f"{_HERE}.router_topk_token:NoisyTopKTokenRouter",
+                        "per position: 2-layer 1x1 MLP -> noisy top-k -> softmax over k",
+                        sparse=True))

@@ -4,6 +4,8 @@ renormalized, so experts specialize. (B, C, H, W) -> Routing with exactly k non-
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,24 +13,33 @@ from torch import nn
 from sera_cli.model.routing import Routing
 
 
+def noisy_top_k(logits: torch.Tensor, noise_std: torch.Tensor | None, k: int,
+                dim: int) -> torch.Tensor:
+    """Gates from raw scores along ``dim``: the k best (after Gaussian noise of ``noise_std``,
+    where given) softmaxed, the rest zero. In float32 whatever the model's precision: they sum
+    to 1 (bf16 would round them)."""
+    scores = logits if noise_std is None else logits + torch.randn_like(logits) * noise_std
+    top_values, top_index = scores.topk(k, dim=dim)
+    return torch.zeros_like(scores, dtype=torch.float32).scatter(
+        dim, top_index, torch.softmax(top_values.float(), dim))
+
+
 class NoisyTopKRouter(nn.Module):
-    def __init__(self, channels: int, num_experts: int, top_k: int) -> None:
+    """``layer(in, out)`` builds the MLP's and the noise's layers: Linear on the pooled map here,
+    a 1x1 convolution in the per-position router."""
+
+    def __init__(self, channels: int, num_experts: int, top_k: int,
+                 layer: Callable[[int, int], nn.Module] = nn.Linear) -> None:
         super().__init__()
         hidden = max(channels // 4, 16)
         self.top_k = top_k
         self.mlp = nn.Sequential(
-            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_experts)
+            layer(channels, hidden), nn.ReLU(inplace=True), layer(hidden, num_experts)
         )
-        self.noise = nn.Linear(channels, num_experts)
+        self.noise = layer(channels, num_experts)
 
     def forward(self, x: torch.Tensor) -> Routing:
         pooled = x.mean(dim=(2, 3))  # (B, C, H, W) -> (B, C)
         logits = self.mlp(pooled)  # (B, E)
-        scores = logits
-        if self.training:
-            scores = logits + torch.randn_like(logits) * F.softplus(self.noise(pooled))
-        top_values, top_index = scores.topk(self.top_k, dim=-1)  # (B, k)
-        # gates in float32 whatever the model's precision: they sum to 1 (bf16 would round them)
-        gates = torch.zeros_like(scores, dtype=torch.float32).scatter(
-            -1, top_index, torch.softmax(top_values.float(), -1))
-        return Routing(gates=gates, logits=logits)
+        noise_std = F.softplus(self.noise(pooled)) if self.training else None
+        return Routing(gates=noisy_top_k(logits, noise_std, self.top_k, dim=-1), logits=logits)

@@ -1,6 +1,7 @@
 """The routing regularizers against expert collapse, applied to every router's ``Routing``:
-z-loss (logit magnitude), load balance (gate weight per expert) and token assignment (samples
-per expert). Each is summed over routers and weighted by its ``loss`` config value."""
+z-loss (logit magnitude), load balance (gate weight per expert) and assignment (units per
+expert). A unit is what the router routes: a sample, or a position for a per-position router
+(``Routing.units``). Each is summed over routers and weighted by its ``loss`` config value."""
 
 from __future__ import annotations
 
@@ -23,19 +24,21 @@ def z_loss(routing: Routing) -> torch.Tensor:
 
 
 def load_balance_loss(routing: Routing) -> torch.Tensor:
-    """CV^2 of the gate weight each expert receives, summed over the batch (importance)."""
-    return cv_squared(routing.gates.sum(0))
+    """CV^2 of the gate weight each expert receives, summed over the units (importance)."""
+    gates, _ = routing.units()
+    return cv_squared(gates.sum(0))
 
 
 def assignment_loss(routing: Routing) -> torch.Tensor:
-    """CV^2 of how many samples each expert receives.
+    """CV^2 of how many units each expert receives.
 
-    The count of samples with a non-zero gate has no gradient, so the count is relaxed to the
+    The count of units with a non-zero gate has no gradient, so the count is relaxed to the
     softmax of the full logits (the probability that an expert would be chosen); it equals the
     hard counts' ordering and vanishes exactly when every expert is equally likely to be picked.
     """
-    soft_counts = torch.softmax(routing.logits.float(), dim=-1).sum(0)
-    hard_counts = (routing.gates > 0).float().sum(0)
+    gates, logits = routing.units()
+    soft_counts = torch.softmax(logits.float(), dim=-1).sum(0)
+    hard_counts = (gates > 0).float().sum(0)
     # Straight-through: the value is the hard counts' CV^2, the gradient the soft counts'.
     counts = soft_counts + (hard_counts - soft_counts).detach()
     return cv_squared(counts)

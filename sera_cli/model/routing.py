@@ -19,17 +19,32 @@ from sera_cli.errors import SeraError
 @dataclass
 class Routing:
     """gates: (B, E) mixture weights, zero for unselected experts, each row sums to 1.
-    logits: (B, E) the router's raw scores (before noise), used by the z-loss.
+    logits: (B, E) the router's raw scores (before noise), used by the regularizers.
     contributions: (B, E) ``|gate * (expert(x) - x)| / |x|`` per sample, filled by
-    RoutedExperts outside training (a diagnostic: how much each expert changed its input)."""
+    RoutedExperts outside training (a diagnostic: how much each expert changed its input).
+    position_gates: (B, E, H, W) from a router that routes every position on its own (then
+    ``logits`` are (B, E, H, W) too, and ``gates`` are the position gates' mean, so a sample's
+    row is still zero exactly for the experts none of its positions chose); None for a router
+    that routes whole samples."""
 
     gates: torch.Tensor
     logits: torch.Tensor
     contributions: torch.Tensor | None = None
+    position_gates: torch.Tensor | None = None
+
+    def units(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gates and logits of each routed unit, (N, E): one row per sample, or per position
+        for a per-position router, whose load the regularizers must balance over positions."""
+        if self.position_gates is None:
+            return self.gates, self.logits
+        experts = self.position_gates.shape[1]
+        return (self.position_gates.movedim(1, -1).reshape(-1, experts),
+                self.logits.movedim(1, -1).reshape(-1, experts))
 
 
 class RoutedExperts(nn.Module):
-    """A set of experts behind one router: out = sum_e gate_e * expert_e(x) per sample.
+    """A set of experts behind one router: out = sum_e gate_e * expert_e(x), with one gate per
+    sample or, from a per-position router, one per position.
 
     Experts run only on the samples that selected them, so sparse top-k routing saves compute.
     ``labels`` name the router and each expert with its plugin (``"fusion expert 'shape' (plugin
@@ -64,6 +79,9 @@ class RoutedExperts(nn.Module):
         routing: Routing = _named_call(self.router_label, self.router, seen)  # gates (B, E)
         self.last_routing = routing
         gates = routing.gates.to(x.dtype)
+        # (B, E, 1, 1) per sample, or (B, E, H, W) per position: broadcast over the map
+        weights = (gates[:, :, None, None] if routing.position_gates is None
+                   else routing.position_gates.to(x.dtype))
         chosen_by = gates != 0  # (B, E)
         counts = chosen_by.sum(0).tolist()  # one host sync for all experts, not one per expert
         diagnose = not self.training
@@ -76,14 +94,14 @@ class RoutedExperts(nn.Module):
                 continue
             label = self.expert_labels[e]
             if counts[e] == x.shape[0]:  # every sample: no gather, no scatter
-                gate = gates[:, e].view(-1, 1, 1, 1)
+                gate = weights[:, e:e + 1]
                 refined = _named_call(label, expert, x)
                 contrib = gate * refined
                 out = contrib if out is None else out + contrib
                 chosen = None
             else:
                 chosen = chosen_by[:, e].nonzero(as_tuple=True)[0]
-                gate = gates[chosen, e].view(-1, 1, 1, 1)
+                gate = weights[chosen, e:e + 1]
                 refined = _named_call(label, expert, x[chosen])
                 contrib = gate * refined
                 out = (torch.zeros_like(x) if out is None else out).index_add(0, chosen, contrib)

@@ -22,7 +22,7 @@ def test_the_builtin_plugin_ships_up_to_date_counts(monkeypatch: pytest.MonkeyPa
     assert shipped == shipped_counts(BUILTIN), (
         "plugins/sera_builtin/param-counts.json is stale: run "
         "python -m sera_cli.analysis.param_counts plugins/sera_builtin")
-    assert len(shipped) == 8  # six experts, two routers
+    assert len(shipped) == 9  # six experts, three routers
 
 
 def test_a_first_listing_of_builtin_experts_does_not_import_torch(tmp_path: Path) -> None:

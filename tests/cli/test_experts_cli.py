@@ -23,7 +23,7 @@ def test_experts_list_json_names_builtin_experts_and_routers() -> None:
     assert sorted((e["name"], e["stage"]) for e in data["experts"]) == [
         ("boundary", "adapter"), ("boundary", "fusion"), ("context", "fusion"),
         ("shape", "fusion"), ("spatial", "adapter"), ("spatial", "fusion")]
-    assert sorted(r["name"] for r in data["routers"]) == ["soft", "topk"]
+    assert sorted(r["name"] for r in data["routers"]) == ["soft", "topk", "topk-token"]
     context = next(e for e in data["experts"] if e["name"] == "context")
     assert context["distribution"] == "sera" and context["params"] > 0
     assert data["broken"] == [] and data["conflicts"] == []
@@ -34,7 +34,7 @@ def test_experts_list_table_and_routers() -> None:
     assert table.returncode == 0 and "context" in table.stdout and "sera 0.1.0" in table.stdout
     routers = sera("routers", "list", "--json")
     assert {r["name"]: r["sparse"] for r in json.loads(routers.stdout)["routers"]} == {
-        "soft": False, "topk": True}
+        "soft": False, "topk": True, "topk-token": True}
 
 
 def test_plugin_option_loads_an_uninstalled_module(tmp_path: Path) -> None:
