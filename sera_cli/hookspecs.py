@@ -50,7 +50,9 @@ class ExpertSpec:
 @dataclass(frozen=True)
 class RouterSpec:
     """A router: ``factory(channels, num_experts, top_k)`` returns an ``nn.Module`` that maps a
-    (B, C, H, W) map to a ``sera_cli.model.routing.Routing`` (gates and logits, (B, E) each)."""
+    (B, C, H, W) map to a ``sera_cli.model.routing.Routing``: gates and logits, (B, E) each, or
+    for a router of every position also its position gates, (B, E, H, W), with logits of that
+    shape."""
 
     name: str
     factory: Callable[..., Any] | str

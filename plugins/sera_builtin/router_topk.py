@@ -26,7 +26,8 @@ def noisy_top_k(logits: torch.Tensor, noise_std: torch.Tensor | None, k: int,
 
 class NoisyTopKRouter(nn.Module):
     """``layer(in, out)`` builds the MLP's and the noise's layers: Linear on the pooled map here,
-    a 1x1 convolution in the per-position router."""
+    a 1x1 convolution in the per-position router, so that both score the experts with the same
+    MLP and noise and differ only in what they score (the sample, or each position)."""
 
     def __init__(self, channels: int, num_experts: int, top_k: int,
                  layer: Callable[[int, int], nn.Module] = nn.Linear) -> None:

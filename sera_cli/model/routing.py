@@ -46,7 +46,8 @@ class RoutedExperts(nn.Module):
     """A set of experts behind one router: out = sum_e gate_e * expert_e(x), with one gate per
     sample or, from a per-position router, one per position.
 
-    Experts run only on the samples that selected them, so sparse top-k routing saves compute.
+    Experts run only on the samples that selected them, so sparse top-k routing per sample saves
+    compute (routed per position, nearly every sample has some position that chose each expert).
     ``labels`` name the router and each expert with its plugin (``"fusion expert 'shape' (plugin
     sera_builtin)"``): a plugin's bug surfacing mid-training then says whose it is.
 
@@ -77,6 +78,7 @@ class RoutedExperts(nn.Module):
                 raise SeraError(f"{self.router_label} routes on the expression, but none was given")
             seen = x + self.condition(expression).to(x.dtype)[:, :, None, None]
         routing: Routing = _named_call(self.router_label, self.router, seen)  # gates (B, E)
+        self._check_position_gates(routing, x)
         self.last_routing = routing
         gates = routing.gates.to(x.dtype)
         # (B, E, 1, 1) per sample, or (B, E, H, W) per position: broadcast over the map
@@ -111,6 +113,26 @@ class RoutedExperts(nn.Module):
                 where = slice(None) if chosen is None else chosen
                 routing.contributions[where, e] = change / size[where]
         return torch.zeros_like(x) if out is None else out
+
+    def _check_position_gates(self, routing: Routing, x: torch.Tensor) -> None:
+        if routing.position_gates is not None:
+            wrong = _position_shape_error(routing, x)
+            if wrong:
+                raise SeraError(f"{self.router_label} returned {wrong}")
+
+
+def _position_shape_error(routing: Routing, x: torch.Tensor) -> str | None:
+    """What is wrong with a per-position routing for the map ``x``, or None. A mismatch would
+    otherwise surface as a broadcasting error naming no plugin, or (gates that are not the
+    position gates' mean) as experts skipped at positions that chose them."""
+    b, _, h, w = x.shape
+    position, experts = routing.position_gates, routing.gates.shape[-1]
+    if tuple(position.shape) != (b, experts, h, w) or position.shape != routing.logits.shape:
+        return (f"position gates {tuple(position.shape)} and logits {tuple(routing.logits.shape)}"
+                f" for a map {tuple(x.shape)}: both must be {(b, experts, h, w)}")
+    if not torch.allclose(routing.gates.float(), position.float().mean(dim=(2, 3)), atol=1e-4):
+        return "gates that are not the mean of its position gates"
+    return None
 
 
 def _named_call(label: str, module: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Any:

@@ -13,6 +13,7 @@ from sera_builtin.router_topk_token import NoisyTopKTokenRouter
 from torch import nn
 
 from sera_cli.config import LossConfig, ModelConfig
+from sera_cli.errors import SeraError
 from sera_cli.model.losses import sera_loss
 from sera_cli.model.regularizers import assignment_loss, load_balance_loss
 from sera_cli.model.routing import RoutedExperts, Routing
@@ -80,6 +81,10 @@ def test_noise_explores_in_training_only() -> None:
     x = torch.randn(2, 8, 6, 6)
     noisy = [router.train()(x).position_gates for _ in range(2)]
     assert not torch.equal(noisy[0], noisy[1])
+    # the learned noise scale trains through the softmax over the kept scores (k >= 2)
+    two = NoisyTopKTokenRouter(8, 4, 2).train()
+    load_balance_loss(two(x)).backward()
+    assert two.noise.weight.grad is not None and two.noise.weight.grad.abs().sum() > 0
     router.eval()
     torch.testing.assert_close(router(x).position_gates, router(x).position_gates)
 
@@ -104,11 +109,50 @@ def test_an_expert_no_position_chose_does_not_run() -> None:
     position = _halves()
     position[1] = 0.0
     position[1, 2] = 1.0  # the second sample: expert 2 everywhere
-    stage = RoutedExperts([_Counts(2.0), _Counts(3.0), _Counts(5.0)], _Fixed(position))
+    stage = RoutedExperts([_Counts(2.0), _Counts(3.0), _Counts(5.0)], _Fixed(position)).eval()
     x = torch.rand(2, 1, 2, 4) + 0.5
     out = stage(x)
     assert calls == [1, 1, 1]  # each expert on the one sample that chose it somewhere
+    torch.testing.assert_close(out[0, ..., :2], 2.0 * x[0, ..., :2])
+    torch.testing.assert_close(out[0, ..., 2:], 3.0 * x[0, ..., 2:])
     torch.testing.assert_close(out[1], 5.0 * x[1])
+    # contributions on this gathered path: |w * (f(x) - x)| / |x| of each sample's own map
+    size = x.flatten(1).norm(dim=1)
+    expected = torch.stack([
+        torch.stack([(x[0, ..., :2] * 1.0).norm(), (x[0, ..., 2:] * 2.0).norm(), torch.tensor(0.)]),
+        torch.stack([torch.tensor(0.), torch.tensor(0.), (x[1] * 4.0).norm()]),
+    ]) / size[:, None]
+    torch.testing.assert_close(stage.last_routing.contributions, expected)
+
+
+def test_the_mixture_keeps_a_bf16_map_in_bf16() -> None:
+    stage = RoutedExperts([_Scale(2.0), _Scale(3.0), _Scale(5.0)], _Fixed(_halves()))
+    x = torch.ones(2, 1, 2, 4, dtype=torch.bfloat16)
+    out = stage(x)
+    assert out.dtype == torch.bfloat16
+    assert out[..., :2].eq(2.0).all() and out[..., 2:].eq(3.0).all()
+
+
+@pytest.mark.parametrize("broken", ["shape", "logits", "mean"])
+def test_a_router_with_inconsistent_position_gates_is_named(broken: str) -> None:
+    position = _halves()
+    routing = Routing(gates=position.mean(dim=(2, 3)), logits=position, position_gates=position)
+    if broken == "shape":
+        routing.position_gates = routing.logits = position[..., :2]
+    elif broken == "logits":
+        routing.logits = position.mean(dim=(2, 3))
+    else:
+        routing.gates = torch.tensor([[1.0, 0.0, 0.0]] * 2)
+
+    class _Returns(nn.Module):
+        def forward(self, x: torch.Tensor) -> Routing:
+            return routing
+
+    stage = RoutedExperts([_Scale(2.0), _Scale(3.0), _Scale(5.0)], _Returns(),
+                          labels=("router 'odd' (plugin mine)", ["a", "b", "c"]))
+    expected = "gates that are not the mean" if broken == "mean" else "must be \\(2, 3, 2, 4\\)"
+    with pytest.raises(SeraError, match=f"router 'odd' \\(plugin mine\\) returned .*{expected}"):
+        stage(torch.ones(2, 1, 2, 4))
 
 
 def test_contributions_weigh_each_position_by_its_gate() -> None:
@@ -153,3 +197,16 @@ def test_sera_trains_with_the_token_router_at_fusion(tiny_cfg: ModelConfig,
     router = model.fusion.router
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in router.mlp.parameters())
     assert parts["assignment_loss"] >= 0.0
+
+
+def test_the_adapters_may_route_per_position_too(tiny_cfg: ModelConfig,
+                                                 builtin_registry: Registry) -> None:
+    """With as many experts kept as there are (the adapters' two), a soft mixture per position."""
+    cfg = dataclasses.replace(tiny_cfg, adapter_router="topk-token", sentence_routing=True)
+    torch.manual_seed(0)
+    out = build_model(cfg, builtin_registry).eval()(*tiny_inputs(cfg, batch=2))
+    for stage in ("adapter.2", "adapter.4"):
+        position = out.routings[stage].position_gates
+        assert position is not None and position.shape[:2] == (2, 2), stage
+        assert (position > 0).all(), stage
+        torch.testing.assert_close(position.sum(1), torch.ones_like(position[:, 0]))
