@@ -1,16 +1,20 @@
 """The paper's ablation in miniature: do SERA's experts lift a frozen, pretrained backbone?
 
     python bench/ablation.py [--seeds 3] [--source-images 600] [--source-epochs 2]
-                             [--target-images 300] [--steps 200] [--work DIR] [--quick]
+                             [--target-images 300] [--steps 200] [--plain-source]
+                             [--work DIR] [--quick]
 
 1. Synthesize the source and the shifted target task (`sera data synth --domain source|target`).
 2. Pretrain sera-tiny on the source, fully tuned and without experts: the backbone "pretrained
-   elsewhere" (kept in --work and reused when its settings match).
+   elsewhere" (kept in --work and reused when its settings match). Its SERA-Adapters (blocks,
+   projections, convolutions, cross-attention; no experts) are trained with it, so every row
+   but the experts starts from them; with `--plain-source` the source has none, as DINOv2 has
+   none, every row's adapters are new, and a first row "no SERA modules" is the paper's baseline.
 3. For each row (no experts; + the adapter experts; + adapter and fusion experts at K = 1..4)
    and each seed, train on the target from that run (`--init-from`, `--tune bias-ln`: backbones
    frozen but for biases and LayerNorms; heads copied; experts new, from zero), then score val,
    testA and testB, and keep the experts' diagnostics (gates per expression type, relative
-   contribution, routing entropy).
+   contribution, routing entropy) and the scored step's checkpoint (for `sera experts stats`).
 
 Prints the table, writes `bench/results/ablation.json`, and rewrites the generated part of
 `docs/ablation.md` (between its markers). Every row trains the same number of steps.
@@ -24,7 +28,7 @@ import re
 import shutil
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,7 @@ from sera_cli.data.refer import ReferIndex
 from sera_cli.data.synth import synthesize
 from sera_cli.engine.evaluation import evaluate
 from sera_cli.engine.training import Trainer
+from sera_cli.runs.folders import last_checkpoint
 
 FUSION = "spatial,context,boundary,shape"
 ADAPTER = "spatial,boundary"
@@ -46,6 +51,10 @@ ROWS: dict[str, dict[str, Any]] = {
     **{f"+ adapter and fusion experts, K={k}": {"adapter_experts": ADAPTER, "experts": FUSION,
                                                "topk": k} for k in (1, 2, 3, 4)},
 }
+#: Only over a source pretrained without SERA-Adapters (--plain-source): the paper's baseline,
+#: the frozen backbones with neither SERA module. Over the default source it has nowhere to put
+#: the source's adapter weights.
+PLAIN_ROW = {"no SERA modules": {"adapter_blocks": [], "adapter_experts": "", "experts": ""}}
 SPLITS = ("val", "testA", "testB")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "ablation.md"
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
@@ -75,19 +84,31 @@ def train(run: Path, data: Path, prepare: Callable[[Trainer], None] | None = Non
 
 
 def pretrain_source(work: Path, args: argparse.Namespace) -> tuple[Path, float]:
-    """The source run (reused when its settings match); returns it and its training seconds."""
+    """The source run (reused when its settings match); returns it and its training seconds.
+    ``--plain-source`` pretrains it without SERA-Adapters, as DINOv2 is pretrained: every row's
+    adapters are then new, and the first row has none."""
     settings = {"images": args.source_images, "epochs": args.source_epochs}
-    run, stamp = work / "source-run", work / "source-run.json"
+    name = "source-run-plain" if args.plain_source else "source-run"
+    run, stamp = work / name, work / f"{name}.json"
     if (run / "model.safetensors").exists() and stamp.exists() and \
             json.loads(stamp.read_text())["settings"] == settings:
         return run, json.loads(stamp.read_text())["seconds"]
     data = work / "source"
     synthesize(data, n_images=args.source_images, seed=0, domain="source")
     began = time.perf_counter()
-    train(run, data, adapter_experts="", experts="", tune="full", epochs=args.source_epochs)
+    plain = {"adapter_blocks": []} if args.plain_source else {}
+    train(run, data, adapter_experts="", experts="", tune="full", epochs=args.source_epochs,
+          **plain)
     seconds = time.perf_counter() - began
     stamp.write_text(json.dumps({"settings": settings, "seconds": seconds}))
     return run, seconds
+
+
+def _routed(trainer: Trainer) -> Iterator[Any]:
+    """Every routed stage (a RoutedExperts) of the trainer's model."""
+    from sera_cli.model.routing import RoutedExperts
+
+    return (m for m in trainer.model.modules() if isinstance(m, RoutedExperts))
 
 
 def live_experts(trainer: Trainer, std: float = 0.02) -> None:
@@ -95,23 +116,17 @@ def live_experts(trainer: Trainer, std: float = 0.02) -> None:
     instead. With every expert the identity at step 0, the gradient reaching a router through
     the mixture is exactly zero (the gates multiply equal outputs and sum to 1); this tests
     whether that start is what keeps the routers near uniform."""
-    from sera_cli.model.routing import RoutedExperts
-
-    for stage in trainer.model.modules():
-        if isinstance(stage, RoutedExperts):
-            for expert in stage.experts:
-                for layer in expert.modules():
-                    if isinstance(layer, nn.Conv2d | nn.Linear) and not layer.weight.any():
-                        nn.init.normal_(layer.weight, std=std)
+    for stage in _routed(trainer):
+        for expert in stage.experts:
+            for layer in expert.modules():
+                if isinstance(layer, nn.Conv2d | nn.Linear) and not layer.weight.any():
+                    nn.init.normal_(layer.weight, std=std)
 
 
 def fast_experts(trainer: Trainer, mult: float = 10.0) -> None:
     """Investigation variant: the experts and routers learn at ``mult`` times the rate of the
     other new modules, to test whether they are too slow to leave the identity in a short run."""
-    from sera_cli.model.routing import RoutedExperts
-
-    moved = {id(p): p for stage in trainer.model.modules() if isinstance(stage, RoutedExperts)
-             for p in stage.parameters() if p.requires_grad}
+    moved = {id(p): p for stage in _routed(trainer) for p in stage.parameters() if p.requires_grad}
     new = trainer.optimizer.param_groups[0]
     new["params"] = [p for p in new["params"] if id(p) not in moved]
     trainer.optimizer.add_param_group({**{k: v for k, v in new.items() if k != "params"},
@@ -124,11 +139,10 @@ def no_noise(trainer: Trainer) -> None:
     """Investigation variant: the noisy routers' learned noise held at zero (its layer's
     weights zero and frozen, its bias so low that softplus gives under 1e-13). At K = 4 the
     noise selects nothing, it only jitters the mixture weights; this tests whether that jitter
-    is what keeps the routers from settling."""
-    from sera_cli.model.routing import RoutedExperts
-
-    for stage in trainer.model.modules():
-        noise = getattr(stage.router, "noise", None) if isinstance(stage, RoutedExperts) else None
+    is what keeps the routers from settling. The layer stays in the optimizer, which skips a
+    parameter whose gradient stays None (AdamW, as every torch optimizer)."""
+    for stage in _routed(trainer):
+        noise = getattr(stage.router, "noise", None)
         if noise is not None:
             nn.init.zeros_(noise.weight)
             nn.init.constant_(noise.bias, -30.0)
@@ -160,21 +174,27 @@ def one_run(row: str, seed: int, source: Path, target: Path, work: Path,
     run = work / "runs" / f"{_slug(row)}-{args.variant}{settings}-seed{seed}"
     overrides = {k: _config_value(v) for k, v in args.set.items()}
     trainer = train(run, target, VARIANTS[args.variant], init_from=str(source), tune="bias-ln",
-                    seed=seed, max_steps=args.steps, **{**ROWS[row], **overrides})
+                    seed=seed, max_steps=args.steps, **{**rows_for(args)[row], **overrides})
     seconds = time.perf_counter() - began
     index = ReferIndex.load(target, "synth")
     scores = {split: evaluate(trainer.model, dataset_for(trainer.model_cfg, index, split),
                               batch_size=32) for split in SPLITS}
     val = scores["val"]
-    return {"row": row, "seed": seed, "seconds": seconds,
+    # the weights scored here: the run folder itself holds those that scored best on val
+    checkpoint = last_checkpoint(run)
+    return {"row": row, "seed": seed, "seconds": seconds, "checkpoint": str(checkpoint),
             **{f"{split}_miou": scores[split]["miou"] for split in SPLITS},
             "routing": val["routing"], "routing_entropy": val["routing_entropy"],
             "gate_spread": gate_spread(val["routing"])}
 
 
+def rows_for(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    return {**PLAIN_ROW, **ROWS} if args.plain_source else ROWS
+
+
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
-    for row in ROWS:
+    for row in {**PLAIN_ROW, **ROWS}:
         mine = [r for r in runs if r["row"] == row]
         if not mine:
             continue
@@ -208,6 +228,7 @@ def _changed_options(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     results file, so that an investigation never overwrites the ablation as built."""
     sizes = ("seeds", "source_images", "source_epochs", "target_images", "steps")
     words = ["--quick"] if args.quick else []
+    words += ["--plain-source"] if args.plain_source else []
     words += [f"--{key.replace('_', '-')} {getattr(args, key)}"
               for key in (*(() if args.quick else sizes), "rows", "variant")
               if getattr(args, key) != parser.get_default(key)]
@@ -279,6 +300,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config value for every row's target run (an investigation; "
                         "repeatable), e.g. --set adapter_scale=1.0")
+    parser.add_argument("--plain-source", action="store_true",
+                        help="pretrain the source without SERA-Adapters and add the row 'no SERA "
+                        "modules' first (row 0; the others move up one)")
     parser.add_argument("--work", type=Path, default=Path(".bench-ablation"))
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, to check that it runs; writes no docs")
@@ -302,7 +326,8 @@ def main() -> None:
     source, source_s = pretrain_source(args.work, args)
     target = args.work / "target"
     synthesize(target, n_images=args.target_images, seed=1, domain="target")
-    rows = [r for i, r in enumerate(ROWS) if not args.rows or str(i) in args.rows.split(",")]
+    chosen = args.rows.split(",") if args.rows else None
+    rows = [r for i, r in enumerate(rows_for(args)) if chosen is None or str(i) in chosen]
     runs = []
     for row in rows:
         for seed in range(args.seeds):
@@ -315,7 +340,7 @@ def main() -> None:
             "source_images": args.source_images, "source_epochs": args.source_epochs,
             "target_images": args.target_images, "source_s": source_s,
             "total_s": time.perf_counter() - began, "machine": common.machine(),
-            "rows": args.rows}
+            "rows": args.rows, "plain_source": args.plain_source}
     report(runs, meta, "-".join(["ablation", *(_slug(word) for word in changed)]))
 
 
