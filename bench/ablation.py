@@ -171,7 +171,8 @@ def one_run(row: str, seed: int, source: Path, target: Path, work: Path,
             args: argparse.Namespace) -> dict[str, Any]:
     began = time.perf_counter()
     settings = "".join(f"-{k}={v}" for k, v in sorted(args.set.items()))
-    run = work / "runs" / f"{_slug(row)}-{args.variant}{settings}-seed{seed}"
+    source_kind = "-plain-source" if args.plain_source else ""  # never the default's folders
+    run = work / "runs" / f"{_slug(row)}-{args.variant}{source_kind}{settings}-seed{seed}"
     overrides = {k: _config_value(v) for k, v in args.set.items()}
     trainer = train(run, target, VARIANTS[args.variant], init_from=str(source), tune="bias-ln",
                     seed=seed, max_steps=args.steps, **{**rows_for(args)[row], **overrides})
