@@ -28,7 +28,7 @@ import re
 import shutil
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,19 +104,12 @@ def pretrain_source(work: Path, args: argparse.Namespace) -> tuple[Path, float]:
     return run, seconds
 
 
-def _routed(trainer: Trainer) -> Iterator[Any]:
-    """Every routed stage (a RoutedExperts) of the trainer's model."""
-    from sera_cli.model.routing import RoutedExperts
-
-    return (m for m in trainer.model.modules() if isinstance(m, RoutedExperts))
-
-
 def live_experts(trainer: Trainer, std: float = 0.02) -> None:
     """Investigation variant: the experts' zero-initialized last layers drawn from N(0, std)
     instead. With every expert the identity at step 0, the gradient reaching a router through
     the mixture is exactly zero (the gates multiply equal outputs and sum to 1); this tests
     whether that start is what keeps the routers near uniform."""
-    for stage in _routed(trainer):
+    for stage in trainer.model.routed().values():
         for expert in stage.experts:
             for layer in expert.modules():
                 if isinstance(layer, nn.Conv2d | nn.Linear) and not layer.weight.any():
@@ -126,7 +119,8 @@ def live_experts(trainer: Trainer, std: float = 0.02) -> None:
 def fast_experts(trainer: Trainer, mult: float = 10.0) -> None:
     """Investigation variant: the experts and routers learn at ``mult`` times the rate of the
     other new modules, to test whether they are too slow to leave the identity in a short run."""
-    moved = {id(p): p for stage in _routed(trainer) for p in stage.parameters() if p.requires_grad}
+    moved = {id(p): p for stage in trainer.model.routed().values() for p in stage.parameters()
+             if p.requires_grad}
     new = trainer.optimizer.param_groups[0]
     new["params"] = [p for p in new["params"] if id(p) not in moved]
     trainer.optimizer.add_param_group({**{k: v for k, v in new.items() if k != "params"},
@@ -141,7 +135,7 @@ def no_noise(trainer: Trainer) -> None:
     noise selects nothing, it only jitters the mixture weights; this tests whether that jitter
     is what keeps the routers from settling. The layer stays in the optimizer, which skips a
     parameter whose gradient stays None (AdamW, as every torch optimizer)."""
-    for stage in _routed(trainer):
+    for stage in trainer.model.routed().values():
         noise = getattr(stage.router, "noise", None)
         if noise is not None:
             nn.init.zeros_(noise.weight)

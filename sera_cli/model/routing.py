@@ -78,7 +78,8 @@ class RoutedExperts(nn.Module):
                 raise SeraError(f"{self.router_label} routes on the expression, but none was given")
             seen = x + self.condition(expression).to(x.dtype)[:, :, None, None]
         routing: Routing = _named_call(self.router_label, self.router, seen)  # gates (B, E)
-        self._check_position_gates(routing, x)
+        if routing.position_gates is not None:
+            _check_position_gates(self.router_label, routing, x)
         self.last_routing = routing
         gates = routing.gates.to(x.dtype)
         # (B, E, 1, 1) per sample, or (B, E, H, W) per position: broadcast over the map
@@ -114,25 +115,18 @@ class RoutedExperts(nn.Module):
                 routing.contributions[where, e] = change / size[where]
         return torch.zeros_like(x) if out is None else out
 
-    def _check_position_gates(self, routing: Routing, x: torch.Tensor) -> None:
-        if routing.position_gates is not None:
-            wrong = _position_shape_error(routing, x)
-            if wrong:
-                raise SeraError(f"{self.router_label} returned {wrong}")
-
-
-def _position_shape_error(routing: Routing, x: torch.Tensor) -> str | None:
-    """What is wrong with a per-position routing for the map ``x``, or None. A mismatch would
-    otherwise surface as a broadcasting error naming no plugin, or (gates that are not the
-    position gates' mean) as experts skipped at positions that chose them."""
+def _check_position_gates(label: str, routing: Routing, x: torch.Tensor) -> None:
+    """A per-position routing must fit the map ``x``. A mismatch would otherwise surface as a
+    broadcasting error naming no plugin, or (gates that are not the position gates' mean) as
+    experts skipped at positions that chose them."""
     b, _, h, w = x.shape
     position, experts = routing.position_gates, routing.gates.shape[-1]
     if tuple(position.shape) != (b, experts, h, w) or position.shape != routing.logits.shape:
-        return (f"position gates {tuple(position.shape)} and logits {tuple(routing.logits.shape)}"
-                f" for a map {tuple(x.shape)}: both must be {(b, experts, h, w)}")
+        raise SeraError(f"{label} returned position gates {tuple(position.shape)} and logits "
+                        f"{tuple(routing.logits.shape)} for a map {tuple(x.shape)}: both must be "
+                        f"{(b, experts, h, w)}")
     if not torch.allclose(routing.gates.float(), position.float().mean(dim=(2, 3)), atol=1e-4):
-        return "gates that are not the mean of its position gates"
-    return None
+        raise SeraError(f"{label} returned gates that are not the mean of its position gates")
 
 
 def _named_call(label: str, module: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Any:
