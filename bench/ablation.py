@@ -164,9 +164,7 @@ def gate_spread(routing: dict[str, Any]) -> dict[str, float]:
 def one_run(row: str, seed: int, source: Path, target: Path, work: Path,
             args: argparse.Namespace) -> dict[str, Any]:
     began = time.perf_counter()
-    settings = "".join(f"-{k}={v}" for k, v in sorted(args.set.items()))
-    source_kind = "-plain-source" if args.plain_source else ""  # never the default's folders
-    run = work / "runs" / f"{_slug(row)}-{args.variant}{source_kind}{settings}-seed{seed}"
+    run = work / "runs" / f"{_slug(row)}-{args.variant}{args.run_tag}-seed{seed}"
     overrides = {k: _config_value(v) for k, v in args.set.items()}
     trainer = train(run, target, VARIANTS[args.variant], init_from=str(source), tune="bias-ln",
                     seed=seed, max_steps=args.steps, **{**rows_for(args)[row], **overrides})
@@ -228,6 +226,19 @@ def _changed_options(args: argparse.Namespace, parser: argparse.ArgumentParser) 
               for key in (*(() if args.quick else sizes), "rows", "variant")
               if getattr(args, key) != parser.get_default(key)]
     return words + [f"--set {key}={value}" for key, value in args.set.items()]
+
+
+def _run_tag(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """What names a run's folder beside its row, variant and seed: every setting that changes
+    what it trains, so that no investigation replaces the runs of another (a 600-step run the
+    200-step one, a plain-source run the default's). The seed count and rows do not: seed 0 of
+    a 5-seed run is seed 0 of the 3-seed one; nor do sizes under --quick, which sets its own."""
+    sizes = [f"-{key.replace('_', '-')}-{getattr(args, key)}"
+             for key in (() if args.quick else ("source_images", "source_epochs",
+                                                "target_images", "steps"))
+             if getattr(args, key) != parser.get_default(key)]
+    return "".join(["-plain-source" if args.plain_source else "", *sizes,
+                    *(f"-{k}={v}" for k, v in sorted(args.set.items()))])
 
 
 def _key_value(item: str) -> tuple[str, str]:
@@ -313,9 +324,11 @@ def main() -> None:
                                  if k not in ("summary", "runs")}, args.render.stem)
         return
     changed = _changed_options(args, parser)
-    if args.quick:
+    args.run_tag = _run_tag(args, parser)
+    if args.quick:  # in a folder of its own: it must not replace the real source run or rows
         args.seeds, args.source_images, args.source_epochs = 2, 12, 1
         args.target_images, args.steps = 12, 3
+        args.work = args.work / "quick"
     began = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
     source, source_s = pretrain_source(args.work, args)
