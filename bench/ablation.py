@@ -86,9 +86,12 @@ def train(run: Path, data: Path, prepare: Callable[[Trainer], None] | None = Non
 def pretrain_source(work: Path, args: argparse.Namespace) -> tuple[Path, float]:
     """The source run (reused when its settings match); returns it and its training seconds.
     ``--plain-source`` pretrains it without SERA-Adapters, as DINOv2 is pretrained: every row's
-    adapters are then new, and the first row has none."""
-    settings = {"images": args.source_images, "epochs": args.source_epochs}
-    name = "source-run-plain" if args.plain_source else "source-run"
+    adapters are then new, and the first row has none. A ``--source-set`` source is a run of its
+    own, beside the default one."""
+    settings = {"images": args.source_images, "epochs": args.source_epochs,
+                **({"set": args.source_set} if args.source_set else {})}
+    name = "source-run" + ("-plain" if args.plain_source else "") + \
+        "".join(f"-{k}={v}" for k, v in sorted(args.source_set.items()))
     run, stamp = work / name, work / f"{name}.json"
     if (run / "model.safetensors").exists() and stamp.exists() and \
             json.loads(stamp.read_text())["settings"] == settings:
@@ -96,9 +99,10 @@ def pretrain_source(work: Path, args: argparse.Namespace) -> tuple[Path, float]:
     data = work / "source"
     synthesize(data, n_images=args.source_images, seed=0, domain="source")
     began = time.perf_counter()
-    plain = {"adapter_blocks": []} if args.plain_source else {}
-    train(run, data, adapter_experts="", experts="", tune="full", epochs=args.source_epochs,
-          **plain)
+    values = {"adapter_experts": "", "experts": "", "tune": "full", "epochs": args.source_epochs,
+              **({"adapter_blocks": []} if args.plain_source else {}),
+              **{k: _config_value(v) for k, v in args.source_set.items()}}
+    train(run, data, **values)
     seconds = time.perf_counter() - began
     stamp.write_text(json.dumps({"settings": settings, "seconds": seconds}))
     return run, seconds
@@ -225,26 +229,30 @@ def _changed_options(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     words += [f"--{key.replace('_', '-')} {getattr(args, key)}"
               for key in (*(() if args.quick else sizes), "rows", "variant")
               if getattr(args, key) != parser.get_default(key)]
-    return words + [f"--set {key}={value}" for key, value in args.set.items()]
+    return words + [f"--{option} {key}={value}" for option, values in
+                    (("source-set", args.source_set), ("set", args.set))
+                    for key, value in values.items()]
 
 
 def _run_tag(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     """What names a run's folder beside its row, variant and seed: every setting that changes
     what it trains, so that no investigation replaces the runs of another (a 600-step run the
-    200-step one, a plain-source run the default's). The seed count and rows do not: seed 0 of
-    a 5-seed run is seed 0 of the 3-seed one; nor do sizes under --quick, which sets its own."""
+    200-step one, a plain-source run the default's, a --source-set run those of the default
+    source). The seed count and rows do not: seed 0 of a 5-seed run is seed 0 of the 3-seed
+    one; nor do sizes under --quick, which sets its own."""
     sizes = [f"-{key.replace('_', '-')}-{getattr(args, key)}"
              for key in (() if args.quick else ("source_images", "source_epochs",
                                                 "target_images", "steps"))
              if getattr(args, key) != parser.get_default(key)]
     return "".join(["-plain-source" if args.plain_source else "", *sizes,
+                    *(f"-source-{k}={v}" for k, v in sorted(args.source_set.items())),
                     *(f"-{k}={v}" for k, v in sorted(args.set.items()))])
 
 
-def _key_value(item: str) -> tuple[str, str]:
+def _key_value(item: str, option: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        raise SystemExit(f"{option} {item!r}: expected KEY=VALUE")
     return key.replace("-", "_"), value
 
 
@@ -306,6 +314,10 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config value for every row's target run (an investigation; "
                         "repeatable), e.g. --set adapter_scale=1.0")
+    parser.add_argument("--source-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config value for the source run, which then gets a folder of "
+                        "its own (repeatable), e.g. --source-set seed=1 --source-set "
+                        "precision=fp32")
     parser.add_argument("--plain-source", action="store_true",
                         help="pretrain the source without SERA-Adapters and add the row 'no SERA "
                         "modules' first (row 0; the others move up one)")
@@ -315,7 +327,8 @@ def main() -> None:
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="train nothing: report an earlier run's results file again")
     args = parser.parse_args()
-    args.set = dict(_key_value(item) for item in args.set)
+    args.set = dict(_key_value(item, "--set") for item in args.set)
+    args.source_set = dict(_key_value(item, "--source-set") for item in args.source_set)
     if args.render:
         results = json.loads(args.render.read_text())
         for r in results["runs"]:  # recomputed: the figures derive from the stored routing
@@ -343,7 +356,7 @@ def main() -> None:
             print(f"{row}, seed {seed}: val {runs[-1]['val_miou']:.2f} "
                   f"({runs[-1]['seconds']:.0f} s)", flush=True)
     meta = {"command": " ".join(["python bench/ablation.py", *changed]),
-            "variant": args.variant, "set": args.set,
+            "variant": args.variant, "set": args.set, "source_set": args.source_set,
             "date": time.strftime("%Y-%m-%d"), "seeds": args.seeds, "steps": args.steps,
             "source_images": args.source_images, "source_epochs": args.source_epochs,
             "target_images": args.target_images, "source_s": source_s,
