@@ -56,6 +56,8 @@ ROWS: dict[str, dict[str, Any]] = {
 #: the source's adapter weights.
 PLAIN_ROW = {"no SERA modules": {"adapter_blocks": [], "adapter_experts": "", "experts": ""}}
 SPLITS = ("val", "testA", "testB")
+#: The options that size the miniature (beside --seeds): they change what every run trains.
+SIZES = ("source_images", "source_epochs", "target_images", "steps")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "ablation.md"
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 
@@ -90,8 +92,7 @@ def pretrain_source(work: Path, args: argparse.Namespace) -> tuple[Path, float]:
     own, beside the default one."""
     settings = {"images": args.source_images, "epochs": args.source_epochs,
                 **({"set": args.source_set} if args.source_set else {})}
-    name = "source-run" + ("-plain" if args.plain_source else "") + \
-        "".join(f"-{k}={v}" for k, v in sorted(args.source_set.items()))
+    name = "source-run" + ("-plain" if args.plain_source else "") + _tag(args.source_set)
     run, stamp = work / name, work / f"{name}.json"
     if (run / "model.safetensors").exists() and stamp.exists() and \
             json.loads(stamp.read_text())["settings"] == settings:
@@ -223,7 +224,7 @@ def _mean_contributions(runs: list[dict[str, Any]]) -> dict[str, dict[str, float
 def _changed_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
     """The options this run sets away from their defaults, as on its command line: they name its
     results file, so that an investigation never overwrites the ablation as built."""
-    sizes = ("seeds", "source_images", "source_epochs", "target_images", "steps")
+    sizes = ("seeds", *SIZES)
     words = ["--quick"] if args.quick else []
     words += ["--plain-source"] if args.plain_source else []
     words += [f"--{key.replace('_', '-')} {getattr(args, key)}"
@@ -241,12 +242,15 @@ def _run_tag(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     source). The seed count and rows do not: seed 0 of a 5-seed run is seed 0 of the 3-seed
     one; nor do sizes under --quick, which sets its own."""
     sizes = [f"-{key.replace('_', '-')}-{getattr(args, key)}"
-             for key in (() if args.quick else ("source_images", "source_epochs",
-                                                "target_images", "steps"))
+             for key in (() if args.quick else SIZES)
              if getattr(args, key) != parser.get_default(key)]
     return "".join(["-plain-source" if args.plain_source else "", *sizes,
-                    *(f"-source-{k}={v}" for k, v in sorted(args.source_set.items())),
-                    *(f"-{k}={v}" for k, v in sorted(args.set.items()))])
+                    _tag(args.source_set, "source-"), _tag(args.set)])
+
+
+def _tag(values: dict[str, str], prefix: str = "") -> str:
+    """``--set``-style values as a folder-name suffix, in a fixed order."""
+    return "".join(f"-{prefix}{k}={v}" for k, v in sorted(values.items()))
 
 
 def _key_value(item: str, option: str) -> tuple[str, str]:
