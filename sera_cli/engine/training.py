@@ -119,6 +119,9 @@ class Trainer:
             self.model.projector.autocast_dtype = torch.bfloat16
         self.optimizer, self.base_lrs = self._optimizer()
         self.step, self.best = 0, -1.0
+        # training seconds before this process's fit(): a resumed run's metrics then give the
+        # run's whole training time, not the time since its last resume
+        self.seconds_before = 0.0
         self.fit_began = time.perf_counter()
         self.ddp_model = self._distributed()
 
@@ -185,7 +188,8 @@ class Trainer:
         folder = self.run / CHECKPOINTS / f"step-{self.step:08d}"
         save_run(folder, self.model, self.registry, full=self.cfg.save_full,
                  extra=self._extra())
-        save_train_state(folder, self.optimizer, {"step": self.step, "best": self.best})
+        save_train_state(folder, self.optimizer, {"step": self.step, "best": self.best,
+                                                  "elapsed_s": self.elapsed_s()})
         atomic_write(self.run / CHECKPOINTS / LAST, folder.name)
         self._remove_checkpoints_but(folder)
         if is_best:
@@ -211,6 +215,7 @@ class Trainer:
             self._remove_checkpoints_but(folder)
         info = load_train_state(folder, self.optimizer)
         self.step, self.best = int(info["step"]), float(info["best"])
+        self.seconds_before = float(info.get("elapsed_s", 0.0))  # absent before 2026-12-07
         if self.dist.main and (self.run / METRICS_FILE).exists():  # drop lines past the resume
             kept = [ln for ln in (self.run / METRICS_FILE).read_text().splitlines()
                     if _step_of(ln) <= self.step]  # a line torn by a kill has no step: dropped
@@ -242,12 +247,16 @@ class Trainer:
             if is_best:
                 self.best = result["miou"]
             self._log({"step": self.step, "epoch": self.plan.epochs_done(self.step),
-                       "elapsed_s": time.perf_counter() - self.fit_began,
+                       "elapsed_s": self.elapsed_s(),
                        "val": {k: v for k, v in result.items() if k != "routing"}})
             self.save_checkpoint(is_best=is_best)
             self.reporter.validated(result)
         self.dist.barrier()
         return result
+
+    def elapsed_s(self) -> float:
+        """Seconds this run has trained, over every process that resumed it."""
+        return self.seconds_before + time.perf_counter() - self.fit_began
 
     def _mid_epoch_validation_due(self) -> bool:
         """Every --val-every steps, except where the epoch's end (or the run's) validates."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,16 @@ from helpers import make_trainer
 from sera_cli.config.layering import build_configs
 from sera_cli.engine.schedule import epoch_batches, lr_factor
 from sera_cli.errors import SeraError
+from sera_cli.runs.folders import last_checkpoint
+from sera_cli.runs.train_state import STATE_JSON
+
+
+def records(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def losses(run: Path) -> list[float]:
-    lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
-    return [r["loss"] for r in lines if "loss" in r]
+    return [r["loss"] for r in records(run) if "loss" in r]
 
 
 def test_training_lowers_the_loss_and_writes_the_run(tmp_path: Path,
@@ -51,7 +57,7 @@ class _InterruptAt:
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_interrupt_then_resume_gives_the_same_weights(tmp_path: Path,
+def test_interrupt_then_resume_gives_the_same_weights_and_time(tmp_path: Path,
                                                       synth_data_root: Path) -> None:
     # 9 steps cross an epoch boundary (batch 4) only if the split is small; either way the
     # top-k router's noise and the augmentation must replay exactly.
@@ -63,10 +69,18 @@ def test_interrupt_then_resume_gives_the_same_weights(tmp_path: Path,
                                reporter=_InterruptAt(4), **options)
     with pytest.raises(SeraError, match="interrupted at step 4; state saved.*--resume"):
         interrupted.fit()
+    # as if the first process had trained for 1000 s: the resumed metrics must count them
+    state = last_checkpoint(tmp_path / "resumed") / STATE_JSON
+    state.write_text(json.dumps({**json.loads(state.read_text()), "elapsed_s": 1000.0}))
     resumed = make_trainer(tmp_path / "resumed", synth_data_root, **options)
     resumed.resume()
     assert resumed.step == 4
+    began = time.perf_counter()
     resumed.fit()
+    resumed_for = time.perf_counter() - began
+    elapsed = [r["elapsed_s"] for r in records(tmp_path / "resumed") if r["step"] > 4
+               and "elapsed_s" in r]
+    assert elapsed and all(1000.0 < e < 1000.0 + resumed_for for e in elapsed)
 
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys()
