@@ -18,6 +18,8 @@
 
 Prints the table, writes `bench/results/ablation.json`, and rewrites the generated part of
 `docs/ablation.md` (between its markers). Every row trains the same number of steps.
+`--resume` continues an interrupted ablation: each run goes on from its last checkpoint, and
+one already at its last step is only scored again.
 """
 
 from __future__ import annotations
@@ -29,18 +31,22 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import common
 from torch import nn
 
-from sera_cli.config.layering import build_configs
+from sera_cli.config import ModelConfig, TrainConfig
+from sera_cli.config.layering import RESUME_SAFE, build_configs
 from sera_cli.data.dataset import dataset_for
 from sera_cli.data.refer import ReferIndex
 from sera_cli.data.synth import synthesize
 from sera_cli.engine.evaluation import evaluate
 from sera_cli.engine.training import Trainer
+from sera_cli.errors import SeraError
+from sera_cli.runs.checkpoints import read_config
 from sera_cli.runs.folders import last_checkpoint
 
 FUSION = "spatial,context,boundary,shape"
@@ -72,17 +78,51 @@ def registry() -> Any:
 
 
 def train(run: Path, data: Path, prepare: Callable[[Trainer], None] | None = None,
-          **values: Any) -> Trainer:
+          resume_after: Path | None = None, **values: Any) -> tuple[Trainer, int]:
     """A sera-tiny Trainer on the CPU with ``values`` over the preset's defaults, fitted
-    (after ``prepare(trainer)``, where given)."""
-    shutil.rmtree(run, ignore_errors=True)  # a rerun starts over
-    model_cfg, train_cfg = build_configs({"preset": "sera-tiny", "data": str(data),
-                                          "device": "cpu", "log_every": 50, **values})
+    (after ``prepare(trainer)``, where given). A rerun starts over, unless ``resume_after`` is
+    given and ``run`` holds a checkpoint of this very training written after that path's last
+    change (the source run it starts from): then it continues from there, and a run already at
+    its last step is only loaded. Returns the trainer and the step it started from."""
+    values = {"preset": "sera-tiny", "data": str(data), "device": "cpu", "log_every": 50,
+              **values}
+    resuming = resume_after is not None and (run / "checkpoints" / "last").is_file()
+    if resuming:
+        _check_resumable(run, values, resume_after)
+    else:
+        shutil.rmtree(run, ignore_errors=True)
+    model_cfg, train_cfg = build_configs(values)
     trainer = Trainer(model_cfg, train_cfg, run, data, registry=registry())
-    if prepare is not None:
+    if prepare is not None:  # before resuming: a variant may regroup the optimizer's parameters
         prepare(trainer)
+    if resuming:
+        trainer.resume()
+    started = trainer.step
     trainer.fit()
-    return trainer
+    return trainer, started
+
+
+def _check_resumable(run: Path, values: dict[str, Any], source: Path) -> None:
+    """Refuse, in one line, to continue a run that this invocation would train otherwise, or
+    that started from an earlier state of the source run. Code changes are not seen: --resume
+    is for the code that wrote the runs."""
+    checkpoint = last_checkpoint(run)
+    stored = read_config(checkpoint)
+    model_cfg, train_cfg = build_configs(values)
+    if model_cfg.no_target_head is None:  # decided when training starts, then recorded
+        model_cfg.no_target_head = stored["model"].get("no_target_head")
+    changed = _differences(ModelConfig.from_dict(stored["model"]).to_dict(), model_cfg.to_dict())
+    trained, fresh = asdict(TrainConfig.from_dict(stored["train"])), asdict(train_cfg)
+    for config in (trained, fresh):  # a folder named from another working directory
+        config.update({key: str(Path(config[key]).resolve()) for key in ("data", "init_from")})
+    changed += [name for name in _differences(trained, fresh) if name not in RESUME_SAFE]
+    if changed:
+        raise SystemExit(f"--resume: {run} was trained with other values of "
+                         f"{', '.join(changed)}; delete it or run without --resume")
+    weights = source / "model.safetensors"
+    if weights.stat().st_mtime > (checkpoint / "model.safetensors").stat().st_mtime:
+        raise SystemExit(f"--resume: {weights} was written after {checkpoint}, so the run "
+                         "started from an earlier source; delete it or run without --resume")
 
 
 def pretrain_source(work: Path, args: argparse.Namespace) -> tuple[Path, float]:
@@ -168,22 +208,42 @@ def gate_spread(routing: dict[str, Any]) -> dict[str, float]:
 
 def one_run(row: str, seed: int, source: Path, target: Path, work: Path,
             args: argparse.Namespace) -> dict[str, Any]:
-    began = time.perf_counter()
     run = work / "runs" / f"{_slug(row)}-{args.variant}{args.run_tag}-seed{seed}"
     overrides = {k: _config_value(v) for k, v in args.set.items()}
-    trainer = train(run, target, VARIANTS[args.variant], init_from=str(source), tune="bias-ln",
-                    seed=seed, max_steps=args.steps, **{**rows_for(args)[row], **overrides})
-    seconds = time.perf_counter() - began
+    trainer, started = train(run, target, VARIANTS[args.variant],
+                             source if args.resume else None,
+                             init_from=str(source), tune="bias-ln", seed=seed,
+                             max_steps=args.steps, **{**rows_for(args)[row], **overrides})
     index = ReferIndex.load(target, "synth")
     scores = {split: evaluate(trainer.model, dataset_for(trainer.model_cfg, index, split),
                               batch_size=32) for split in SPLITS}
     val = scores["val"]
     # the weights scored here: the run folder itself holds those that scored best on val
     checkpoint = last_checkpoint(run)
-    return {"row": row, "seed": seed, "seconds": seconds, "checkpoint": str(checkpoint),
+    return {"row": row, "seed": seed, "seconds": training_seconds(run),
+            "resumed_at_step": started, "checkpoint": str(checkpoint),
             **{f"{split}_miou": scores[split]["miou"] for split in SPLITS},
             "routing": val["routing"], "routing_entropy": val["routing_entropy"],
             "gate_spread": gate_spread(val["routing"])}
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """The keys, dotted into sections, whose values differ between two nested configs."""
+    found = []
+    for key in sorted(a.keys() | b.keys()):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            found += _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            found.append(prefix + key)
+    return found
+
+
+def training_seconds(run: Path) -> float:
+    """The run's training time as its last validation line records it: the same for a run
+    trained here, resumed here or only loaded (``elapsed_s`` counts every process)."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return next(json.loads(ln)["elapsed_s"] for ln in reversed(lines) if '"elapsed_s"' in ln)
 
 
 def rows_for(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -278,8 +338,8 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [BEGIN, "",
              f"Generated by `{meta['command']}` on {meta['date']}: {meta['seeds']} seeds a row, "
              f"{meta['steps']} target steps each; the source run trained {meta['source_s']:.0f} s; "
-             f"the whole ablation took {meta['total_s'] / 60:.1f} minutes on "
-             f"{meta['machine']['torch_threads']} threads ({meta['machine']['cpu']}, load average "
+             f"{_duration(meta)} on {meta['machine']['torch_threads']} threads "
+             f"({meta['machine']['cpu']}, load average "
              f"{meta['machine']['load_average'][0]:.1f} at the end).", "",
              "| row | val mIoU | testA mIoU | testB mIoU | largest gate gap between types "
              "(points) | s per run |", "| --- | --- | --- | --- | --- | --- |"]
@@ -296,6 +356,17 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                               for router, experts in e["contribution"].items())
             lines.append(f"- {e['row']}: {parts}")
     return "\n".join(lines + ["", END])
+
+
+def _duration(meta: dict[str, Any]) -> str:
+    """How long the ablation took: its wall time, or, when --resume continued runs of earlier
+    invocations, the training time of the source and all runs (that wall time is only the
+    last invocation's)."""
+    resumed = meta.get("resumed_runs", 0)
+    if not resumed:
+        return f"the whole ablation took {meta['total_s'] / 60:.1f} minutes"
+    return (f"the source and the runs trained {meta['train_s'] / 60:.1f} minutes in all "
+            f"({resumed} runs continued by `--resume`)")
 
 
 def write_doc(block: str) -> None:
@@ -328,6 +399,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(".bench-ablation"))
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, to check that it runs; writes no docs")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each run from its checkpoint in --work (one already at "
+                        "its last step is only scored) instead of starting over; for the code "
+                        "that wrote them")
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="train nothing: report an earlier run's results file again")
     args = parser.parse_args()
@@ -356,7 +431,11 @@ def main() -> None:
     runs = []
     for row in rows:
         for seed in range(args.seeds):
-            runs.append(one_run(row, seed, source, target, args.work, args))
+            try:
+                runs.append(one_run(row, seed, source, target, args.work, args))
+            except SeraError as exc:  # an interrupt among them: its checkpoint is saved
+                raise SystemExit(f"{row}, seed {seed}: {exc}\nto go on, run the same command "
+                                 "with --resume") from None
             print(f"{row}, seed {seed}: val {runs[-1]['val_miou']:.2f} "
                   f"({runs[-1]['seconds']:.0f} s)", flush=True)
     meta = {"command": " ".join(["python bench/ablation.py", *changed]),
@@ -364,7 +443,10 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d"), "seeds": args.seeds, "steps": args.steps,
             "source_images": args.source_images, "source_epochs": args.source_epochs,
             "target_images": args.target_images, "source_s": source_s,
-            "total_s": time.perf_counter() - began, "machine": common.machine(),
+            "total_s": time.perf_counter() - began,
+            "train_s": source_s + sum(r["seconds"] for r in runs),
+            "resumed_runs": sum(r["resumed_at_step"] > 0 for r in runs),
+            "machine": common.machine(),
             "rows": args.rows, "plain_source": args.plain_source}
     report(runs, meta, "-".join(["ablation", *(_slug(word) for word in changed)]))
 
