@@ -45,9 +45,9 @@ from sera_cli.data.refer import ReferIndex
 from sera_cli.data.synth import synthesize
 from sera_cli.engine.evaluation import evaluate
 from sera_cli.engine.training import Trainer
-from sera_cli.errors import SeraError
+from sera_cli.errors import TrainingInterrupted
 from sera_cli.runs.checkpoints import read_config
-from sera_cli.runs.folders import last_checkpoint
+from sera_cli.runs.folders import CHECKPOINTS, LAST, last_checkpoint
 
 FUSION = "spatial,context,boundary,shape"
 ADAPTER = "spatial,boundary"
@@ -80,13 +80,14 @@ def registry() -> Any:
 def train(run: Path, data: Path, prepare: Callable[[Trainer], None] | None = None,
           resume_after: Path | None = None, **values: Any) -> tuple[Trainer, int]:
     """A sera-tiny Trainer on the CPU with ``values`` over the preset's defaults, fitted
-    (after ``prepare(trainer)``, where given). A rerun starts over, unless ``resume_after`` is
-    given and ``run`` holds a checkpoint of this very training written after that path's last
-    change (the source run it starts from): then it continues from there, and a run already at
-    its last step is only loaded. Returns the trainer and the step it started from."""
+    (after ``prepare(trainer)``, where given). A rerun starts over, unless ``resume_after`` (the
+    source run it starts from) is given and ``run`` holds a checkpoint: then it continues from
+    there, a run already at its last step is only loaded, and a checkpoint of another training
+    or of an earlier source ends the ablation with one line. Returns the trainer and the step
+    it started from."""
     values = {"preset": "sera-tiny", "data": str(data), "device": "cpu", "log_every": 50,
               **values}
-    resuming = resume_after is not None and (run / "checkpoints" / "last").is_file()
+    resuming = resume_after is not None and (run / CHECKPOINTS / LAST).is_file()
     if resuming:
         _check_resumable(run, values, resume_after)
     else:
@@ -104,18 +105,19 @@ def train(run: Path, data: Path, prepare: Callable[[Trainer], None] | None = Non
 
 def _check_resumable(run: Path, values: dict[str, Any], source: Path) -> None:
     """Refuse, in one line, to continue a run that this invocation would train otherwise, or
-    that started from an earlier state of the source run. Code changes are not seen: --resume
-    is for the code that wrote the runs."""
+    that started from an earlier state of the source run. The configs are built by today's
+    code, so a changed preset or default is seen; a change to the model or the training loop
+    is not: --resume is for the code that wrote the runs. The data and source paths are not
+    compared: --work fixes them, as it fixes the run folder, and the source's age is checked."""
     checkpoint = last_checkpoint(run)
     stored = read_config(checkpoint)
     model_cfg, train_cfg = build_configs(values)
     if model_cfg.no_target_head is None:  # decided when training starts, then recorded
         model_cfg.no_target_head = stored["model"].get("no_target_head")
     changed = _differences(ModelConfig.from_dict(stored["model"]).to_dict(), model_cfg.to_dict())
-    trained, fresh = asdict(TrainConfig.from_dict(stored["train"])), asdict(train_cfg)
-    for config in (trained, fresh):  # a folder named from another working directory
-        config.update({key: str(Path(config[key]).resolve()) for key in ("data", "init_from")})
-    changed += [name for name in _differences(trained, fresh) if name not in RESUME_SAFE]
+    changed += [name for name in _differences(asdict(TrainConfig.from_dict(stored["train"])),
+                                              asdict(train_cfg))
+                if name not in RESUME_SAFE | {"data", "init_from"}]
     if changed:
         raise SystemExit(f"--resume: {run} was trained with other values of "
                          f"{', '.join(changed)}; delete it or run without --resume")
@@ -139,12 +141,11 @@ def pretrain_source(work: Path, args: argparse.Namespace) -> tuple[Path, float]:
         return run, json.loads(stamp.read_text())["seconds"]
     data = work / "source"
     synthesize(data, n_images=args.source_images, seed=0, domain="source")
-    began = time.perf_counter()
     values = {"adapter_experts": "", "experts": "", "tune": "full", "epochs": args.source_epochs,
               **({"adapter_blocks": []} if args.plain_source else {}),
               **{k: _config_value(v) for k, v in args.source_set.items()}}
     train(run, data, **values)
-    seconds = time.perf_counter() - began
+    seconds = training_seconds(run)  # measured as the rows' are: they are summed
     stamp.write_text(json.dumps({"settings": settings, "seconds": seconds}))
     return run, seconds
 
@@ -211,7 +212,7 @@ def one_run(row: str, seed: int, source: Path, target: Path, work: Path,
     run = work / "runs" / f"{_slug(row)}-{args.variant}{args.run_tag}-seed{seed}"
     overrides = {k: _config_value(v) for k, v in args.set.items()}
     trainer, started = train(run, target, VARIANTS[args.variant],
-                             source if args.resume else None,
+                             resume_after=source if args.resume else None,
                              init_from=str(source), tune="bias-ln", seed=seed,
                              max_steps=args.steps, **{**rows_for(args)[row], **overrides})
     index = ReferIndex.load(target, "synth")
@@ -243,7 +244,12 @@ def training_seconds(run: Path) -> float:
     """The run's training time as its last validation line records it: the same for a run
     trained here, resumed here or only loaded (``elapsed_s`` counts every process)."""
     lines = (run / "metrics.jsonl").read_text().splitlines()
-    return next(json.loads(ln)["elapsed_s"] for ln in reversed(lines) if '"elapsed_s"' in ln)
+    seconds = next((json.loads(ln)["elapsed_s"] for ln in reversed(lines) if '"elapsed_s"' in ln),
+                   None)
+    if seconds is None:
+        raise SystemExit(f"{run / 'metrics.jsonl'} has no validation line: the run did not "
+                         "finish its training")
+    return seconds
 
 
 def rows_for(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -366,7 +372,7 @@ def _duration(meta: dict[str, Any]) -> str:
     if not resumed:
         return f"the whole ablation took {meta['total_s'] / 60:.1f} minutes"
     return (f"the source and the runs trained {meta['train_s'] / 60:.1f} minutes in all "
-            f"({resumed} runs continued by `--resume`)")
+            f"({resumed} runs continued or reloaded by `--resume`)")
 
 
 def write_doc(block: str) -> None:
@@ -433,9 +439,10 @@ def main() -> None:
         for seed in range(args.seeds):
             try:
                 runs.append(one_run(row, seed, source, target, args.work, args))
-            except SeraError as exc:  # an interrupt among them: its checkpoint is saved
-                raise SystemExit(f"{row}, seed {seed}: {exc}\nto go on, run the same command "
-                                 "with --resume") from None
+            except TrainingInterrupted as stop:  # its state is saved; other errors say theirs
+                raise SystemExit(f"{row}, seed {seed}: interrupted at step {stop.step}, its "
+                                 "state saved; to go on, run the same command with --resume"
+                                 ) from None
             print(f"{row}, seed {seed}: val {runs[-1]['val_miou']:.2f} "
                   f"({runs[-1]['seconds']:.0f} s)", flush=True)
     meta = {"command": " ".join(["python bench/ablation.py", *changed]),
@@ -445,7 +452,7 @@ def main() -> None:
             "target_images": args.target_images, "source_s": source_s,
             "total_s": time.perf_counter() - began,
             "train_s": source_s + sum(r["seconds"] for r in runs),
-            "resumed_runs": sum(r["resumed_at_step"] > 0 for r in runs),
+            "resumed_runs": sum(r["resumed_at_step"] > 0 for r in runs),  # or only reloaded
             "machine": common.machine(),
             "rows": args.rows, "plain_source": args.plain_source}
     report(runs, meta, "-".join(["ablation", *(_slug(word) for word in changed)]))

@@ -34,5 +34,14 @@ class SeraError(Exception):
         super().__init__(*args)
 
 
+class TrainingInterrupted(SeraError):
+    """Training stopped on a signal with its state saved at ``step``: a caller that drives
+    several runs (the ablation bench) says how to go on in its own terms."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
 class RenamedKeyWarning(UserWarning):
     """A file used a key under its old name; it was read under the new one (docs/formats.md)."""

@@ -23,7 +23,7 @@ import torch
 from sera_cli.config import ModelConfig, TrainConfig
 from sera_cli.engine.devices import PROJECTOR_BF16, autocast, resolve_precision, setup_distributed
 from sera_cli.engine.schedule import EpochPlan, lr_factor, optimizer_groups
-from sera_cli.errors import SeraError
+from sera_cli.errors import SeraError, TrainingInterrupted
 from sera_cli.runs.atomic import atomic_write
 from sera_cli.runs.checkpoints import load_into, read_weights, save_run
 from sera_cli.runs.folders import CHECKPOINTS, LAST, METRICS_FILE
@@ -119,10 +119,10 @@ class Trainer:
             self.model.projector.autocast_dtype = torch.bfloat16
         self.optimizer, self.base_lrs = self._optimizer()
         self.step, self.best = 0, -1.0
-        # training seconds before this process's fit(): a resumed run's metrics then give the
-        # run's whole training time, not the time since its last resume
+        # training seconds before the fit() under way (None: none is): a resumed run's metrics
+        # then give the run's whole training time, not the time since its last resume
         self.seconds_before = 0.0
-        self.fit_began = time.perf_counter()
+        self.fit_began: float | None = None
         self.ddp_model = self._distributed()
 
     def _open_data(self) -> None:
@@ -256,7 +256,8 @@ class Trainer:
 
     def elapsed_s(self) -> float:
         """Seconds this run has trained, over every process that resumed it."""
-        return self.seconds_before + time.perf_counter() - self.fit_began
+        running = 0.0 if self.fit_began is None else time.perf_counter() - self.fit_began
+        return self.seconds_before + running
 
     def _mid_epoch_validation_due(self) -> bool:
         """Every --val-every steps, except where the epoch's end (or the run's) validates."""
@@ -334,8 +335,11 @@ class Trainer:
                         # run does, else the resumed run skips it and draws other random numbers
                         self.validate()
                     self.save_checkpoint()
-                    raise SeraError(f"interrupted at step {self.step}; state saved, continue "
-                                    f"with: sera train --resume {self.run}")
+                    raise TrainingInterrupted(f"interrupted at step {self.step}; state saved, "
+                                              f"continue with: sera train --resume {self.run}",
+                                              self.step)
                 last_val = self.validate()
+        seconds = time.perf_counter() - self.fit_began
+        self.seconds_before, self.fit_began = self.elapsed_s(), None  # a later fit() adds to it
         return {"run": str(self.run), "steps": self.step, "best_val_miou": self.best,
-                "seconds": time.perf_counter() - self.fit_began, "last_val": last_val}
+                "seconds": seconds, "last_val": last_val}

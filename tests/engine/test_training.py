@@ -58,7 +58,7 @@ class _InterruptAt:
 
 
 def test_interrupt_then_resume_gives_the_same_weights_and_time(tmp_path: Path,
-                                                      synth_data_root: Path) -> None:
+                                                               synth_data_root: Path) -> None:
     # 9 steps cross an epoch boundary (batch 4) only if the split is small; either way the
     # top-k router's noise and the augmentation must replay exactly.
     options = {"max_steps": 9, "lr": 1e-3}
@@ -71,6 +71,7 @@ def test_interrupt_then_resume_gives_the_same_weights_and_time(tmp_path: Path,
         interrupted.fit()
     # as if the first process had trained for 1000 s: the resumed metrics must count them
     state = last_checkpoint(tmp_path / "resumed") / STATE_JSON
+    assert json.loads(state.read_text())["elapsed_s"] > 0
     state.write_text(json.dumps({**json.loads(state.read_text()), "elapsed_s": 1000.0}))
     resumed = make_trainer(tmp_path / "resumed", synth_data_root, **options)
     resumed.resume()

@@ -15,7 +15,7 @@ from helpers import make_trainer
 from safetensors.torch import load_file
 
 from sera_cli.engine import evaluation
-from sera_cli.errors import SeraError
+from sera_cli.errors import SeraError, TrainingInterrupted
 
 
 class _Events:
@@ -68,9 +68,11 @@ def test_sigterm_saves_the_step_and_stops_cleanly(tmp_path: Path, synth_data_roo
     trainer = make_trainer(run, synth_data_root, reporter=_Events(ref, signal_at=3),
                            max_steps=8)
     ref.append(trainer)
-    with pytest.raises(SeraError, match=f"interrupted at step 3; state saved, continue with: "
-                                        f"sera train --resume {run}"):
+    with pytest.raises(TrainingInterrupted, match=f"interrupted at step 3; state saved, "
+                                                  f"continue with: sera train --resume {run}"
+                       ) as stopped:
         trainer.fit()
+    assert stopped.value.step == 3
     assert (run / "checkpoints" / "last").read_text() == "step-00000003"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
 
