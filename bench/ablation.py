@@ -47,7 +47,7 @@ from sera_cli.engine.evaluation import evaluate
 from sera_cli.engine.training import Trainer
 from sera_cli.errors import TrainingInterrupted
 from sera_cli.runs.checkpoints import read_config
-from sera_cli.runs.folders import CHECKPOINTS, LAST, last_checkpoint
+from sera_cli.runs.folders import CHECKPOINTS, LAST, METRICS_FILE, last_checkpoint
 
 FUSION = "spatial,context,boundary,shape"
 ADAPTER = "spatial,boundary"
@@ -87,12 +87,12 @@ def train(run: Path, data: Path, prepare: Callable[[Trainer], None] | None = Non
     it started from."""
     values = {"preset": "sera-tiny", "data": str(data), "device": "cpu", "log_every": 50,
               **values}
+    model_cfg, train_cfg = build_configs(values)
     resuming = resume_after is not None and (run / CHECKPOINTS / LAST).is_file()
     if resuming:
-        _check_resumable(run, values, resume_after)
+        _check_resumable(run, model_cfg, train_cfg, resume_after)
     else:
         shutil.rmtree(run, ignore_errors=True)
-    model_cfg, train_cfg = build_configs(values)
     trainer = Trainer(model_cfg, train_cfg, run, data, registry=registry())
     if prepare is not None:  # before resuming: a variant may regroup the optimizer's parameters
         prepare(trainer)
@@ -103,7 +103,8 @@ def train(run: Path, data: Path, prepare: Callable[[Trainer], None] | None = Non
     return trainer, started
 
 
-def _check_resumable(run: Path, values: dict[str, Any], source: Path) -> None:
+def _check_resumable(run: Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                     source: Path) -> None:
     """Refuse, in one line, to continue a run that this invocation would train otherwise, or
     that started from an earlier state of the source run. The configs are built by today's
     code, so a changed preset or default is seen; a change to the model or the training loop
@@ -111,10 +112,10 @@ def _check_resumable(run: Path, values: dict[str, Any], source: Path) -> None:
     compared: --work fixes them, as it fixes the run folder, and the source's age is checked."""
     checkpoint = last_checkpoint(run)
     stored = read_config(checkpoint)
-    model_cfg, train_cfg = build_configs(values)
-    if model_cfg.no_target_head is None:  # decided when training starts, then recorded
-        model_cfg.no_target_head = stored["model"].get("no_target_head")
-    changed = _differences(ModelConfig.from_dict(stored["model"]).to_dict(), model_cfg.to_dict())
+    fresh = model_cfg.to_dict()
+    if fresh["no_target_head"] is None:  # decided when training starts, then recorded
+        fresh["no_target_head"] = stored["model"].get("no_target_head")
+    changed = _differences(ModelConfig.from_dict(stored["model"]).to_dict(), fresh)
     changed += [name for name in _differences(asdict(TrainConfig.from_dict(stored["train"])),
                                               asdict(train_cfg))
                 if name not in RESUME_SAFE | {"data", "init_from"}]
@@ -243,11 +244,11 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 def training_seconds(run: Path) -> float:
     """The run's training time as its last validation line records it: the same for a run
     trained here, resumed here or only loaded (``elapsed_s`` counts every process)."""
-    lines = (run / "metrics.jsonl").read_text().splitlines()
+    lines = (run / METRICS_FILE).read_text().splitlines()
     seconds = next((json.loads(ln)["elapsed_s"] for ln in reversed(lines) if '"elapsed_s"' in ln),
                    None)
     if seconds is None:
-        raise SystemExit(f"{run / 'metrics.jsonl'} has no validation line: the run did not "
+        raise SystemExit(f"{run / METRICS_FILE} has no validation line: the run did not "
                          "finish its training")
     return seconds
 

@@ -4,6 +4,7 @@ Kept here, not in test files or conftest, so that no test module imports another
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import zlib
@@ -37,6 +38,11 @@ def tiny_inputs(cfg: ModelConfig, batch: int = 2, seed: int = 0) -> tuple[torch.
         ids[i, end] = 49407
         ids[i, end + 1:] = 0
     return pixels, ids
+
+
+def metrics_records(run: Path) -> list[dict[str, Any]]:
+    """Every line of a run's metrics.jsonl, parsed."""
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def make_trainer(run: Path, root: Path, reporter: Any = None, **options: Any) -> Any:

@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from helpers import fails, sera
+from helpers import fails, metrics_records, sera
 
 
 def test_no_experts_with_a_router_named_trains_and_saves(synth_data_root: Path,
@@ -48,6 +48,5 @@ def test_resume_applies_options_that_cannot_change_the_result(trained_run: Path,
     result = sera("train", "--resume", run, "--log-every", "1",
                   "--lr", str(config["train"]["lr"]), "--json")
     assert result.exit_code == 0, result.output
-    lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
-    logged = [r["step"] for r in lines if "loss" in r and r["step"] > done]
+    logged = [r["step"] for r in metrics_records(run) if "loss" in r and r["step"] > done]
     assert logged == list(range(done + 1, 7))  # every step, not every 10th

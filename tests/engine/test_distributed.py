@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import metrics_records
 
 
 def _free_port() -> int:
@@ -33,7 +34,7 @@ def test_two_gloo_processes_train_and_only_rank0_writes(tmp_path: Path,
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((run / "config.json").read_text())
     assert config["world_size"] == 2
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = metrics_records(run)
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]  # one writer, no duplicates
     assert sum("val" in r for r in records) == 1
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_trainer, sera
+from helpers import make_trainer, metrics_records, sera
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -28,7 +28,7 @@ def gref_run(gref_synth_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def test_the_head_is_on_for_generalized_data_and_recorded(gref_run: Path) -> None:
     config = json.loads((gref_run / "config.json").read_text())
     assert config["model"]["no_target_head"] is True
-    lines = [json.loads(line) for line in (gref_run / "metrics.jsonl").read_text().splitlines()]
+    lines = metrics_records(gref_run)
     assert all("no_target_loss" in line for line in lines if "loss" in line)
     by_type = next(line["val"]["by_type"] for line in lines if "val" in line)
     assert {"no-target", "multi-target"} <= set(by_type)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import builtin_registry
+from helpers import builtin_registry, metrics_records
 from safetensors.torch import load_file
 
 from sera_cli.config.layering import build_configs
@@ -230,7 +230,6 @@ def test_sigkill_mid_run_then_resume_runs_to_the_end(tmp_path: Path,
                              capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 40
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert records[-1]["step"] == 40
+    assert metrics_records(run)[-1]["step"] == 40
     assert last_checkpoint(run).name == "step-00000040"
     assert (run / "model.safetensors").is_file() and _leftovers(last_checkpoint(run)) == []

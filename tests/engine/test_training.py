@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import make_trainer
+from helpers import make_trainer, metrics_records
 
 from sera_cli.config.layering import build_configs
 from sera_cli.engine.schedule import epoch_batches, lr_factor
@@ -20,12 +20,8 @@ from sera_cli.runs.folders import last_checkpoint
 from sera_cli.runs.train_state import STATE_JSON
 
 
-def records(run: Path) -> list[dict[str, Any]]:
-    return [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 def losses(run: Path) -> list[float]:
-    return [r["loss"] for r in records(run) if "loss" in r]
+    return [r["loss"] for r in metrics_records(run) if "loss" in r]
 
 
 def test_training_lowers_the_loss_and_writes_the_run(tmp_path: Path,
@@ -37,8 +33,7 @@ def test_training_lowers_the_loss_and_writes_the_run(tmp_path: Path,
     assert sum(values[-6:]) / 6 < 0.8 * sum(values[:6]) / 6
     assert (run / "config.json").is_file() and (run / "model.safetensors").is_file()
     assert (run.parent / "latest").resolve() == run.resolve()
-    val = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()
-           if "val" in ln]
+    val = [r for r in metrics_records(run) if "val" in r]
     assert val and val[-1]["val"]["n"] > 0 and summary["steps"] == 24
 
 
@@ -79,7 +74,7 @@ def test_interrupt_then_resume_gives_the_same_weights_and_time(tmp_path: Path,
     began = time.perf_counter()
     resumed.fit()
     resumed_for = time.perf_counter() - began
-    elapsed = [r["elapsed_s"] for r in records(tmp_path / "resumed") if r["step"] > 4
+    elapsed = [r["elapsed_s"] for r in metrics_records(tmp_path / "resumed") if r["step"] > 4
                and "elapsed_s" in r]
     assert elapsed and all(1000.0 < e < 1000.0 + resumed_for for e in elapsed)
 
@@ -156,5 +151,4 @@ def test_val_every_validates_inside_epochs_and_once_at_the_end(tmp_path: Path,
     trainer = make_trainer(run, synth_data_root, max_steps=5, val_every=2)
     assert trainer.plan.steps_in(0) > 5  # all of it inside the first epoch
     trainer.fit()
-    records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if "val" in r] == [2, 4, 5]
+    assert [r["step"] for r in metrics_records(run) if "val" in r] == [2, 4, 5]
